@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
@@ -65,6 +66,16 @@ def _line_of(text: str, needle: str) -> int:
     return text.count("\n", 0, idx) + 1 if idx >= 0 else 1
 
 
+def _fact_line(text: str, index: int, key: str) -> str:
+    """Line of `key` inside the index-th [[facts]] table (or of the table header)."""
+    starts = [m.start() for m in re.finditer(r"^\[\[facts\]\]", text, re.M)]
+    if index >= len(starts):
+        return "[[facts]]"
+    end = starts[index + 1] if index + 1 < len(starts) else len(text)
+    m = re.search(rf"^\s*{re.escape(key)}\s*=", text[starts[index]:end], re.M)
+    return text[starts[index] + (m.start() if m else 0):].split("\n", 1)[0] if m else text[starts[index]:].split("\n", 1)[0]
+
+
 def _require(cond: bool, path: Path, text: str, needle: str, msg: str) -> None:
     if not cond:
         raise ProbeError(f"{path}:{_line_of(text, needle)}: {msg}")
@@ -85,7 +96,10 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise ProbeError(f"{path}:{e.lineno}: invalid TOML: {e.msg} (column {e.colno})") from e
+        # Python < 3.14 only puts the position in the message: "... (at line 3, column 7)".
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        line = m.group(1) if m else "?"
+        raise ProbeError(f"{path}:{line}: invalid TOML: {str(e).split(' (at line')[0]}") from e
     known = {"name", "version", "primary", "control", "templates", "facts", "test_prompts", "temperatures"}
     for key in data:
         _require(key in known, path, text, key, f"unknown key {key!r}; expected one of {sorted(known)}")
@@ -99,9 +113,12 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
                  f"template {name!r} must be a string containing {{country}}")
     facts = []
     for i, f in enumerate(data["facts"]):
+        for key in f:
+            _require(key in {"id", "country", "answer"}, path, text, _fact_line(text, i, key),
+                     f"[[facts]] entry {i + 1}: unknown key {key!r}; expected id, country, answer")
         for key in ("id", "country", "answer"):
             _require(isinstance(f.get(key), str) and f[key].strip() != "", path, text,
-                     f.get("id", "[[facts]]"), f"[[facts]] entry {i + 1} needs a non-empty string {key!r}")
+                     _fact_line(text, i, key), f"[[facts]] entry {i + 1} needs a non-empty string {key!r}")
         facts.append(Fact(f["id"], f["country"], f["answer"]))
     ids = [f.id for f in facts]
     _require(len(set(ids)) == len(ids), path, text, "[[facts]]", f"fact ids must be unique, got {ids}")
