@@ -222,13 +222,16 @@ def summarize(pr: Prober, prompts: PromptSet, cfg: ProbeConfig, traces: list[Pro
                                    "max_kl_norm_vs_raw_bits": max(head.raw["kl_norm_vs_raw_bits"][i] for i in win)
                                    if win else None}},
         "surface": {"copy_reflex": bool(copy_reflex_layers), "copy_reflex_layers": copy_reflex_layers,
-                    "punctuation_top1_layers": punct, "filler_top1_layers_0_5": filler, **tied_note},
-        "normalization": {"strategy": pr.norm.strategy, "trajectory": traj,
+                    "n_copy_reflex_layers": len(copy_reflex_layers),
+                    "punctuation_top1_layers": punct, "n_punctuation_top1_layers": len(punct),
+                    "filler_top1_layers_0_5": filler, "n_filler_top1_layers_0_5": len(filler), **tied_note},
+        "normalization": {"strategy": pr.norm.strategy, "trajectory": traj, "n_layers_described": n + 1,
                           "per_layer": [{"layer": i, **pr.norm.normalizer(i).to_dict(),  # type: ignore[union-attr]
                                          "resid_norm": hc["resid_norm"][i], "norm_ratio": hc["norm_ratio"][i],
                                          "cos_raw_normed": hc["cos_raw_normed"][i]} for i in range(n + 1)]},
-        "layer_map": [{"layer": 0, "stream": "embeddings", "block": None}] +
-                     [{"layer": i + 1, "stream": "post_block", "block": i} for i in range(n)],
+        "layer_map": {"n_layers_mapped": n + 1,
+                      "layers": [{"layer": 0, "stream": "embeddings", "block": None}] +
+                                [{"layer": i + 1, "stream": "post_block", "block": i} for i in range(n)]},
         "numeric_health": {"any_nan_or_inf": bool(health_bad), "layers_flagged": health_bad,
                            "max_abs_logit": max(h["max_abs_logit"] for t in traces for h in t.health)},
         "unembed_bias": {"present": bias is not None, "l2_norm": float(bias.norm()) if bias is not None else 0.0,

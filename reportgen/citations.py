@@ -4,8 +4,8 @@ Recognised forms (the chunk is plain text that markdown-it already took out of a
 
 - ``dir/probe.json:12``, ``probe.json:7206–7209`` (en dash, hyphen, em dash or U+2011), ``probe.json:L12-L14``
   and the GitHub anchor ``probe.json#L12-L14``.
-- Several ranges after one path: ``file.csv:2, 33`` and ``probe.json:7227–7233, 7538–7546``. A further range is
-  taken only when a separator (``,;)]``) or the end of the sentence follows it, so the ``38`` of
+- Several ranges after one path: ``file.csv:2, 33`` and ``probe.json:7227–7233, 7538–7546``. A further
+  range is taken only when a separator (``,;)]``) or the end of the sentence follows it, so the ``38`` of
   ``json:7170–7174, 38 in CSV shows …`` stays prose.
 - Elided paths: ``…pure-next-token.csv:2–5`` and ``…json:7227`` (the ellipsis stands for a prefix of a file
   cited earlier), ``…:7`` and a bare ``:7`` (the file cited just before). The audit resolves them.
@@ -13,8 +13,8 @@ Recognised forms (the chunk is plain text that markdown-it already took out of a
   header, so row N is physical line N + 1.
 - Several files in one bracket, ``(a.json:3; b.csv:4)``, are simply several citations.
 
-A path needs a ``/`` or a known data/text extension, so prose such as ``e.g.:3`` or ``ratio 3.5:1`` is not read
-as a citation. A path named without line numbers (``probe.json: see the tuned block``) is not a citation.
+A path needs a ``/`` or a known data/text extension, so prose such as ``e.g.:3`` or ``ratio 3.5:1`` is not
+read as a citation. A path named without line numbers (``probe.json: see the tuned block``) is not a citation.
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ class Citation:
         path: The path as written (for ELIDED, the part after the ellipsis, possibly empty; for ROW, empty).
         ranges: 1-based inclusive physical line ranges ``(first, last)``, in the order written.
         span: ``(start, end)`` offsets of ``text`` in the chunk.
+
     """
 
     text: str
@@ -84,7 +85,7 @@ def _plausible_path(match: re.Match[str]) -> bool:
 
 
 def _bare_allowed(chunk: str, match: re.Match[str]) -> bool:
-    """A bare ``:N`` needs a bracket, separator or space before it and no space after the colon."""
+    """Allow a bare ``:N`` only after a bracket, separator or space before it and no space after the colon."""
     start = match.start()
     return (start == 0 or chunk[start - 1] in _BARE_BEFORE) and match.group("sep") == ":"
 
@@ -122,6 +123,7 @@ def find_citations(chunk: str) -> list[Citation]:
 
     Returns:
         The citations; overlapping matches are resolved in favour of the one that starts first.
+
     """
     found = [_row_citation(match) for match in _ROW.finditer(chunk)]
     pos = 0

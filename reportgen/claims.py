@@ -1,11 +1,12 @@
-"""Split a markdown report into cited claims: sentences, list-item sentences and table rows, each with its values.
+"""Split a markdown report into cited claims (sentences, list-item sentences, table rows) and their values.
 
-markdown-it-py parses the report, so list markers, emphasis, escapes, link targets and table pipes never reach the
-claim text. What counts as one claim:
+markdown-it-py parses the report, so list markers, emphasis, escapes, link targets and table pipes never reach
+the claim text. What counts as one claim:
 
-- Paragraphs, headings and list items are split into sentences at ``.``/``!``/``?`` followed by whitespace and a
-  character that is not lower case, outside brackets, quotes and code spans, and not after ``e.g.``-style
-  abbreviations. A sentence that holds nothing but citations (``Text. (a.json:3)``) belongs to the sentence before.
+- Paragraphs, headings and list items are split into sentences at ``.``/``!``/``?`` followed by whitespace
+  and a character that is not lower case, outside brackets, quotes and code spans, and not after
+  ``e.g.``-style abbreviations. A sentence that holds nothing but citations (``Text. (a.json:3)``) belongs to
+  the sentence before.
 - A table row is one claim: the row label (``L 31``) and the cited value usually sit in different cells.
 
 What is checked in a claim: its numbers (`reportgen.numbers.extract_numbers`) and its quoted strings (``"…"``,
@@ -27,7 +28,9 @@ from reportgen.numbers import NumberToken, extract_numbers
 
 __all__ = ["Claim", "extract_claims"]
 
-_QUOTE = re.compile(r'"(?P<dq>[^"\n]+)"|\u201c(?P<cq>[^\u201d]+)\u201d|(?<![\w\'])\'(?P<sq>[^\'\n]+)\'(?![\w])')
+_QUOTE = re.compile(
+    r'"(?P<dq>[^"\n]+)"|\u201c(?P<cq>[^\u201d]+)\u201d|(?<![\w\'])\'(?P<sq>[^\'\n]+)\'(?![\w])'
+)
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*[.)]?\s")
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "cf", "approx", "al", "fig", "eq", "resp", "ca"})
 _OPENERS, _CLOSERS = "([{", ")]}"
@@ -44,6 +47,7 @@ class Claim:
         citations: The citations written in the claim, in order.
         numbers: Numbers asserted by the claim (citations, quotes and section numbers excluded).
         quotes: Quoted strings and code spans asserted by the claim, stripped.
+
     """
 
     report_line: int
@@ -138,12 +142,16 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _claim_values(text: str, code: list[tuple[int, int]], citations: list[Citation]):
-    """The numbers and quoted strings a claim asserts, with its citations and section number removed."""
+def _claim_values(
+    text: str, code: list[tuple[int, int]], citations: list[Citation]
+) -> tuple[tuple[NumberToken, ...], tuple[str, ...]]:
+    """Collect the numbers and quoted strings a claim asserts, minus its citations and section number."""
     cited = [citation.span for citation in citations]
     free_code = [span for span in code if not any(_overlap(span, other) for other in cited)]
-    quotes = [text[start:end] for start, end in free_code if not _ONLY_NUMBER.match(text[start:end])]
-    prose = _blank(text, cited + [span for span in code if span not in free_code or text[span[0] : span[1]] in quotes])
+    # A code span holding just a number (`0.861`) is checked by value, any other code span as a literal.
+    numeric_code = [span for span in free_code if _ONLY_NUMBER.match(text[span[0] : span[1]])]
+    quotes = [text[start:end] for start, end in free_code if (start, end) not in numeric_code]
+    prose = _blank(text, cited + [span for span in code if span not in numeric_code])
     quote_spans = []
     for match in _QUOTE.finditer(prose):
         quotes.append(match.group("dq") or match.group("cq") or match.group("sq"))
@@ -152,7 +160,8 @@ def _claim_values(text: str, code: list[tuple[int, int]], citations: list[Citati
     if (section := _SECTION_NUMBER.match(prose)) is not None:
         prose = _blank(prose, [section.span()])
     stripped = [" ".join(quote.split()) for quote in quotes]
-    return tuple(extract_numbers(prose)), tuple(quote for quote in stripped if quote)
+    # A quote of only ellipses and spaces ("…") asserts nothing.
+    return tuple(extract_numbers(prose)), tuple(quote for quote in stripped if quote.strip("\u2026. "))
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -200,6 +209,7 @@ def extract_claims(markdown: str) -> list[Claim]:
 
     Returns:
         Every sentence, list-item sentence or table row that holds at least one citation.
+
     """
     parser = MarkdownIt("commonmark").enable("table")
     claims: list[Claim] = []

@@ -20,60 +20,49 @@ Objects and arrays are *blocks*, not facts: ``FactSet.get`` finds them (value = 
 from __future__ import annotations
 
 import csv
-from collections import Counter
 import difflib
 import hashlib
 import json
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
 from reportgen.errors import ReportError
-from reportgen.jsonmap import format_path, parse_json_map
+from reportgen.jsonmap import format_path, parse_json_map, quote_name
 
 FactValue = Union[float, int, str, bool, None]
 
 MANIFEST = "manifest.json"
 SCHEMA_MAJOR = "1"
 _SUGGEST_POOL = 2000  # difflib is linear in candidates; narrow bigger pools by shared head or tail first
-_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _BARE_CELL = re.compile(r'[^\s,=\[\]"\\]+')
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity)")
 
 
-@dataclass(frozen=True)
-class UnitRule:
-    """A name pattern (``re.search`` on the last key or the column name) and the unit it implies."""
-
-    pattern: str
-    unit: str
-
-
-# First match wins, so specific suffixes come before the broad prefixes. Units attach only to numbers.
-UNIT_RULES: tuple[UnitRule, ...] = (
-    UnitRule(r"_bits$", "bits"),  # entropy_bits, kl_bits
-    UnitRule(r"_nats$", "nats"),
-    UnitRule(r"(^|_)frac(_|$)", "fraction"),  # depth_frac, frac_layers
-    UnitRule(r"_pct$", "percent"),
-    UnitRule(r"(^|_)bytes$", "bytes"),
-    UnitRule(r"_ms$", "milliseconds"),
-    UnitRule(r"_s$", "seconds"),  # load_s, wall_s
+# (pattern, unit): ``re.search`` on the last key or the column name; the first match wins, so the specific
+# suffixes come before the broad prefixes. Units attach only to numbers.
+UNIT_RULES: tuple[tuple[str, str], ...] = (
+    (r"_bits$", "bits"),  # entropy_bits, kl_bits
+    (r"_nats$", "nats"),
+    (r"(^|_)frac(_|$)", "fraction"),  # depth_frac, frac_layers
+    (r"_pct$", "percent"),
+    (r"(^|_)bytes$", "bytes"),
+    (r"_ms$", "milliseconds"),
+    (r"_s$", "seconds"),  # load_s, wall_s
     # "prob" alone, or "prob_…"/"probability…": a bare prefix would tag probe_count or problems too.
-    UnitRule(r"^(p_|prob$|prob_|probability)", "probability"),
-    UnitRule(r"^layer$|^L_|_layer$", "layer"),  # layer, L_semantic, first_layer
+    (r"^(p_|prob$|prob_|probability)", "probability"),
+    (r"^layer$|^L_|_layer$", "layer"),  # layer, L_semantic, first_layer
 )
-_COMPILED_RULES = tuple((re.compile(rule.pattern), rule.unit) for rule in UNIT_RULES)
+_COMPILED_RULES = tuple((re.compile(pattern), unit) for pattern, unit in UNIT_RULES)
 
 
 def infer_unit(name: str) -> str | None:
-    """Return the unit implied by a key or column name under ``UNIT_RULES``, or None when no rule matches."""
-    for pattern, unit in _COMPILED_RULES:
-        if pattern.search(name):
-            return unit
-    return None
+    """Return the unit a key or column name implies under ``UNIT_RULES``, or None when no rule matches."""
+    return next((unit for pattern, unit in _COMPILED_RULES if pattern.search(name)), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,13 +102,9 @@ class Fact:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the fact as JSON-ready data with ``cite``; derived facts add ``sources`` and ``formula``."""
-        data: dict[str, Any] = {
-            "key": self.key, "value": self.value, "unit": self.unit, "file": self.file,
-            "line": self.line, "end_line": self.end_line, "cite": self.cite(),
-        }
-        if self.sources:
-            data.update(sources=list(self.sources), formula=self.formula)
-        return data
+        data = {"key": self.key, "value": self.value, "unit": self.unit, "file": self.file,
+                "line": self.line, "end_line": self.end_line, "cite": self.cite()}
+        return {**data, "sources": list(self.sources), "formula": self.formula} if self.sources else data
 
 
 # A CSV cell's Fact fields (key, value, unit, file, line, end_line). Frozen-dataclass construction costs ~1 us
@@ -134,8 +119,7 @@ class FactSet:
         """Index facts (or their field tuples) and blocks by key; raise ReportError if two share a key."""
         self._facts = _index(facts)
         self._blocks = _index(blocks)
-        clash = self._facts.keys() & self._blocks.keys()
-        if clash:
+        if clash := self._facts.keys() & self._blocks.keys():
             raise ReportError(f"fact key {min(clash)!r} is defined twice; keys must be unique")
 
     def __iter__(self) -> Iterator[Fact]:
@@ -199,9 +183,8 @@ class FactSet:
         parents = [self.get(source) for source in sources]
         # dict.fromkeys: flatten derived parents' citations, dropping repeats but keeping order.
         citations = dict.fromkeys(c for p in parents for c in (p.source_citations or (p.cite(),)))
-        first = parents[0]
-        fact = Fact(key, value, unit, first.file, first.line, first.end_line, tuple(sources), formula,
-                    tuple(citations))
+        file, line, end_line = parents[0].file, parents[0].line, parents[0].end_line
+        fact = Fact(key, value, unit, file, line, end_line, tuple(sources), formula, tuple(citations))
         self._facts[key] = fact
         return fact
 
@@ -209,19 +192,21 @@ class FactSet:
 def extract_facts(model_dir: Path) -> FactSet:
     """Read ``manifest.json``, verify every artifact's sha256, and extract all JSON leaves and CSV cells.
 
+    Artifacts of other kinds (plots, text) are hash-checked but hold no facts.
+
     Args:
         model_dir: One model's run directory, ``RUN/<model>/``.
 
     Returns:
-        The facts (JSON scalar leaves, then CSV cells, in manifest order) and JSON blocks.
+        The facts (JSON scalar leaves and CSV cells, in manifest then document order) and JSON blocks.
 
     Raises:
         ReportError: Missing or malformed manifest, missing artifact, sha256 mismatch, invalid JSON or CSV,
             or two CSV rows with the same key.
 
     """
-    facts: list[Fact | _Pending] = []
-    blocks: list[Fact] = []
+    facts: list[Fact | _Pending]
+    facts, blocks = [], []
     for artifact in _read_manifest(model_dir):
         text = _read_verified(model_dir, artifact)
         if artifact["kind"] == "json":
@@ -229,7 +214,7 @@ def extract_facts(model_dir: Path) -> FactSet:
             facts += leaves
             blocks += containers
         elif artifact["kind"] == "csv":
-            facts += _csv_facts(artifact["path"], text, artifact["key_columns"])
+            facts += _csv_facts(artifact["path"], text, artifact.get("key_columns"))
     return FactSet(facts, blocks)
 
 
@@ -237,21 +222,20 @@ def format_facts(factset: FactSet, as_json: bool) -> str:
     """Render facts for ``reportgen facts``: ``key = value unit  (cite)`` lines, or a JSON array."""
     if as_json:
         return json.dumps(factset.to_json(), indent=2, ensure_ascii=False)
-    lines = []
-    for fact in factset:
-        unit = f" {fact.unit}" if fact.unit else ""
-        lines.append(f"{fact.key} = {json.dumps(fact.value, ensure_ascii=False)}{unit}  ({fact.cite()})")
-    return "\n".join(lines)
+    return "\n".join(
+        f"{f.key} = {json.dumps(f.value, ensure_ascii=False)}{' ' + f.unit if f.unit else ''}  ({f.cite()})"
+        for f in factset
+    )
 
 
 def _read_manifest(model_dir: Path) -> list[dict[str, Any]]:
     """Load the manifest and check the fields this module relies on (the rest is the probe's schema)."""
     path = model_dir / MANIFEST
-    if not path.is_file():
-        raise ReportError(f"{path}: no manifest; pass one model's directory RUN/<model>/ from `probe run`")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise ReportError(f"{path}: no manifest ({e.strerror}); pass RUN/<model>/ from `probe run`") from e
+    except ValueError as e:  # UnicodeDecodeError included
         raise ReportError(f"{path}: manifest is not valid JSON: {e}") from e
     version = str(manifest.get("schema_version", "")) if isinstance(manifest, dict) else ""
     if version.split(".")[0] != SCHEMA_MAJOR:
@@ -260,28 +244,21 @@ def _read_manifest(model_dir: Path) -> list[dict[str, Any]]:
     if not isinstance(artifacts, list):
         raise ReportError(f"{path}: 'artifacts' must be a list, found {type(artifacts).__name__}")
     for i, entry in enumerate(artifacts):
-        where = f"{path}: artifacts[{i}]"
-        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in ("path", "kind", "sha256")):
-            raise ReportError(f"{where}: expected an object with string path, kind and sha256, found {entry!r}")
+        where, fields = f"{path}: artifacts[{i}]", ("path", "kind", "sha256")
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in fields):
+            raise ReportError(f"{where}: expected an object with string {', '.join(fields)}, found {entry!r}")
         if PurePosixPath(entry["path"]).is_absolute() or ".." in PurePosixPath(entry["path"]).parts:
             raise ReportError(f"{where}: path {entry['path']!r} must stay inside the model directory")
-        keys = entry.get("key_columns")
-        if entry["kind"] == "csv" and not (isinstance(keys, list) and keys and all(isinstance(k, str) for k in keys)):
-            raise ReportError(f"{where}: a csv artifact needs key_columns, a non-empty list of column names")
-    paths = [entry["path"] for entry in artifacts]
-    if len(set(paths)) != len(paths):
-        raise ReportError(f"{path}: artifact paths repeat: {sorted(p for p in paths if paths.count(p) > 1)}")
     return artifacts
 
 
 def _read_verified(model_dir: Path, artifact: dict[str, Any]) -> str:
     """Read an artifact, check its sha256 against the manifest, and return its text with LF newlines."""
     name = artifact["path"]
-    path = model_dir / name
     try:
-        data = path.read_bytes()
+        data = (model_dir / name).read_bytes()
     except OSError as e:
-        raise ReportError(f"{path}: listed in {MANIFEST} but unreadable: {e.strerror}") from e
+        raise ReportError(f"{model_dir / name}: listed in {MANIFEST} but unreadable: {e.strerror}") from e
     found = hashlib.sha256(data).hexdigest()
     if found != artifact["sha256"].lower():
         raise ReportError(
@@ -298,43 +275,41 @@ def _read_verified(model_dir: Path, artifact: dict[str, Any]) -> str:
 
 def _json_facts(name: str, text: str) -> tuple[list[Fact], list[Fact]]:
     """Return (scalar leaves, object/array blocks) of one JSON artifact."""
-    leaves: list[Fact] = []
-    blocks: list[Fact] = []
+    leaves: list[Fact]
+    blocks: list[Fact]
+    leaves, blocks = [], []
     for node in parse_json_map(text, source=name).nodes:
         key = f"{name}:{format_path(node.path)}"
         if isinstance(node.value, (dict, list)):
             unit = "keys" if isinstance(node.value, dict) else "items"
             blocks.append(Fact(key, len(node.value), unit, name, node.line, node.end_line))
             continue
+        # Array elements take the unit of the list's name: entropy_bits[3] is in bits.
         label = next((part for part in reversed(node.path) if isinstance(part, str)), "")
-        unit = infer_unit(label) if _is_number(node.value) else None
+        unit = infer_unit(label) if type(node.value) in (int, float) else None  # type(): bool is no number
         leaves.append(Fact(key, node.value, unit, name, node.line, node.end_line))
     return leaves, blocks
 
 
-def _csv_facts(name: str, text: str, key_columns: Sequence[str]) -> list[_Pending]:
+def _csv_facts(name: str, text: str, key_columns: Any) -> list[_Pending]:
     """Return one pending fact per cell, on physical lines (header = 1), rows keyed by ``key_columns``."""
     header, rows = _read_csv(name, text)
-    missing = [k for k in key_columns if k not in header]
-    if missing:
-        raise ReportError(f"{name}:1: key_columns {missing} from the manifest are not in the header {header}")
-    key_index = [header.index(k) for k in key_columns]
-    key_labels = [f"{_name(k)}=" for k in key_columns]
-    suffixes = [_name(column, ".{}", "[{}]") for column in header]
+    if not (isinstance(key_columns, list) and key_columns and all(k in header for k in key_columns)):
+        raise ReportError(f"{MANIFEST}: key_columns of {name} must be a non-empty list of columns from its "
+                          f"header {header}, found {key_columns!r}")
+    key_parts = [(quote_name(k) + "=", header.index(k)) for k in key_columns]
+    suffixes = [f".{c}" if quote_name(c) == c else f"[{quote_name(c)}]" for c in header]
     # One type per column: a token column holding "nan", "1" or "True" must stay text (see _parse_column).
-    columns = [_parse_column([row[j] for _, row in rows]) for j in range(len(header))]
+    columns = [_parse_column([cells[j] for _, cells in rows]) for j in range(len(header))]
     units = [infer_unit(col) if numeric else None for col, (_, numeric) in zip(header, columns, strict=True)]
-    values_by_row = zip(*(values for values, _ in columns), strict=True) if rows else iter(())
-    key_cells = [[cells[i] for i in key_index] for _, cells in rows]
+    values_by_row = zip(*(values for values, _ in columns), strict=True)
     facts: list[_Pending] = []
     first_line: dict[str, int] = {}
-    for (line, _), values, cells in zip(rows, values_by_row, key_cells, strict=True):
-        row_key = f"{name}[{','.join(map(str.__add__, key_labels, map(_cell_key, cells)))}]"
+    for (line, cells), values in zip(rows, values_by_row, strict=True):
+        row_key = f"{name}[{','.join(label + _cell_key(cells[i]) for label, i in key_parts)}]"
         if row_key in first_line:
-            raise ReportError(
-                f"{name}: lines {first_line[row_key]} and {line} share the key {row_key}; key_columns "
-                f"{list(key_columns)} must identify one row"
-            )
+            raise ReportError(f"{name}: lines {first_line[row_key]} and {line} share the key {row_key}; "
+                              f"key_columns {key_columns} must identify one row")
         first_line[row_key] = line
         facts += [
             (row_key + suffix, value, unit if value is not None else None, name, line, line)
@@ -345,34 +320,27 @@ def _csv_facts(name: str, text: str, key_columns: Sequence[str]) -> list[_Pendin
 
 def _read_csv(name: str, text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Split CSV text into the header and (physical line, cells) rows, rejecting multi-line records."""
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    reader = csv.reader(lines, strict=True)
+    # The final newline ends the last line; it does not start another.
+    reader = csv.reader(text.removesuffix("\n").split("\n"), strict=True)
     rows: list[tuple[int, list[str]]] = []
-    width, last_line = 0, 0
     try:
-        for cells in reader:
-            if reader.line_num != last_line + 1:
-                raise ReportError(
-                    f"{name}:{last_line + 1}\u2013{reader.line_num}: one record spans several lines (a "
-                    "quoted newline); the artifact contract requires one record per physical line"
-                )
-            last_line = reader.line_num
+        for line, cells in enumerate(reader, start=1):
+            # A quoted newline makes csv.reader consume several lines for one record: line_num runs ahead.
+            if reader.line_num != line:
+                raise ReportError(f"{name}:{line}\u2013{reader.line_num}: one record spans several lines (a "
+                                  "quoted newline); the artifact contract is one record per physical line")
             if not cells:
                 continue  # blank line: no record, but it still counts for the line numbers
-            if not width:
-                width = len(cells)
-            elif len(cells) != width:
-                raise ReportError(f"{name}:{last_line}: expected {width} cells as the header has, got {len(cells)}")
-            rows.append((last_line, cells))
+            if rows and len(cells) != len(rows[0][1]):
+                raise ReportError(f"{name}:{line}: expected {len(rows[0][1])} cells as in the header, "
+                                  f"found {len(cells)}")
+            rows.append((line, cells))
     except csv.Error as e:
         raise ReportError(f"{name}:{reader.line_num}: malformed CSV: {e}") from e
     if not rows or rows[0][0] != 1:
         raise ReportError(f"{name}:1: expected a header line, found an empty line or file")
     header = rows[0][1]
-    repeated = sorted({c for c in header if header.count(c) > 1})
-    if repeated:
+    if repeated := sorted(column for column, n in Counter(header).items() if n > 1):
         raise ReportError(f"{name}:1: header repeats columns {repeated}; each column needs a unique name")
     return header, rows[1:]
 
@@ -417,17 +385,6 @@ def _materialize(entry: Fact | _Pending) -> Fact:
     return Fact(*entry) if isinstance(entry, tuple) else entry
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _name(name: str, bare: str = "{}", quoted: str = "{}") -> str:
-    """Write a key or column name bare when it is a plain name, else as a JSON string, into a template."""
-    if _BARE.fullmatch(name):
-        return bare.format(name)
-    return quoted.format(json.dumps(name, ensure_ascii=False))
-
-
 def _cell_key(cell: str) -> str:
     """Write a key cell's raw text bare, or JSON-quoted when it could be mistaken for key syntax."""
     return cell if _BARE_CELL.fullmatch(cell) else json.dumps(cell, ensure_ascii=False)
@@ -440,5 +397,4 @@ def _close_keys(key: str, keys: list[str]) -> list[str]:
         # A typo is usually in one part: keep keys sharing the part before the last '.' or the part after it.
         head, _, tail = key.rpartition(".")
         pool = [k for k in keys if (head and k.startswith(head + ".")) or (tail and k.endswith("." + tail))]
-        pool = pool or [k for k in keys if k.split(":")[0].split("[")[0] == key.split(":")[0].split("[")[0]]
     return difflib.get_close_matches(key, pool, n=3, cutoff=0.6)

@@ -35,7 +35,8 @@ _CHUNK = re.compile(r'[^"\\\x00-\x1f]*')
 # Sets, not str.isdigit: that accepts non-ASCII digits, and "" is "in" every string.
 _DIGITS = frozenset("0123456789")
 _NUMBER_START = _DIGITS | {"-"}
-_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+"""Keys written bare in a path; any other key is written as a JSON string (``format_path``)."""
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 _LITERALS: dict[str, Any] = {
     "true": True, "false": False, "null": None,
@@ -110,11 +111,15 @@ def format_path(path: JsonPath) -> str:
     for part in path:
         if isinstance(part, int):
             parts.append(f"[{part}]")
-        elif _BARE_NAME.fullmatch(part):
-            parts.append(f".{part}" if parts else part)
         else:
-            parts.append(f"[{_quote(part)}]")
+            quoted = quote_name(part)
+            parts.append(f"[{quoted}]" if quoted != part else f".{part}" if parts else part)
     return "".join(parts)
+
+
+def quote_name(name: str) -> str:
+    """Return a key as written in paths: bare if it matches ``BARE_NAME``, else as a JSON string."""
+    return name if BARE_NAME.fullmatch(name) else json.dumps(name, ensure_ascii=False)
 
 
 def parse_json_map(text: str, source: str = "<string>") -> JsonMap:
@@ -136,11 +141,6 @@ def parse_json_map(text: str, source: str = "<string>") -> JsonMap:
     if text.startswith("\ufeff"):
         text = " " + text[1:]  # keep columns of the first line honest
     return _Parser(text, source).parse()
-
-
-def _quote(text: str) -> str:
-    """JSON-encode a string, keeping non-ASCII characters readable."""
-    return json.dumps(text, ensure_ascii=False)
 
 
 class _Parser:

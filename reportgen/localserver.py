@@ -12,6 +12,7 @@ any other name is a 400, so `model` is read back from `/v1/models` rather than g
 from __future__ import annotations
 
 import atexit
+import ctypes
 import json
 import os
 import signal
@@ -109,7 +110,7 @@ class LocalServer:
         with os.fdopen(fd, "wb") as log_file:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         atexit.register(self.stop)
         try:
@@ -203,6 +204,17 @@ def _pick_model(listing: Any, model_dir: str) -> str:
     if not ids:
         raise LLMError(f"transformers serve listed no models at /v1/models: {listing!r:.200}")
     return model_dir if model_dir in ids else str(ids[0])
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to SIGTERM it when its parent dies, since SIGKILL or SIGTERM skip atexit.
+
+    The kernel ties this to the thread that spawned the child, so start the server from a long-lived thread.
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not fatal: stop() and atexit still cover every orderly exit
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -3,7 +3,7 @@
 The matching rule follows data-to-paper: a number written in a report supports a data value when the value,
 rounded half-up *or* truncated to the writer's decimal places or significant figures, equals what was written.
 It is deliberately not a relative tolerance: ``0.46`` does not support ``0.4539`` although it is within 2 %.
-Percentages also match the fraction (``75.7%`` ↔ ``0.7568``), and scientific notation matches the decimal value.
+Percentages also match the fraction (``75.7%`` ↔ ``0.7568``); scientific notation matches the decimal value.
 
 Tokenisation rules for prose (`extract_numbers`):
 
@@ -56,6 +56,7 @@ class NumberToken:
         sig_figs: Significant figures as written, counting trailing zeros (``38.10`` → 4, ``100`` → 3).
         is_percent: Whether ``%`` followed the number.
         span: ``(start, end)`` character offsets of ``raw`` in the text it came from.
+
     """
 
     value: float
@@ -93,7 +94,7 @@ def _layer_label(text: str, start: int, end: int) -> bool:
 
 
 def _sign_is_minus(text: str, sign_at: int) -> bool:
-    """A sign counts only where it cannot be a hyphen joining words or a range: ``x=-1`` yes, ``29-31`` no."""
+    """Tell a minus sign from a hyphen joining words or a range: ``x=-1`` is minus, ``29-31`` is not."""
     return sign_at == 0 or not (_is_word_char(text[sign_at - 1]) or text[sign_at - 1] in ")]}.")
 
 
@@ -117,7 +118,7 @@ def _token_from_match(text: str, match: re.Match[str], digits_at: int, signed: b
 
 
 def _glued_after(text: str, end: int) -> bool:
-    """Whether a word character or a further ``.digit`` follows, as in ``8B``, ``3rd`` or the version ``1.2.3``."""
+    """Whether a word character or a further ``.digit`` follows, as in ``8B``, ``3rd`` or ``1.2.3``."""
     if end >= len(text):
         return False
     if _is_word_char(text[end]):
@@ -148,6 +149,7 @@ def extract_numbers(text: str) -> list[NumberToken]:
 
     Returns:
         The numbers in order of appearance; see the module docstring for what counts as a number.
+
     """
     tokens: list[NumberToken] = []
     pos = 0
@@ -194,6 +196,7 @@ def matches(claimed: NumberToken, actual: float) -> bool:
 
     Returns:
         True when one of the accepted renderings of ``actual`` equals ``claimed``.
+
     """
     if not math.isfinite(actual):
         return False
@@ -245,6 +248,7 @@ def numbers_in_line(line: str) -> list[float]:
 
     Returns:
         The values in order of appearance.
+
     """
     if _JSON_LINE.match(line):
         return _json_line_numbers(line)
