@@ -116,8 +116,8 @@ def raw_norm_summary(kl_norm_raw: Sequence[float], rank_norm: Sequence[int], ran
     score, tier = artifact_score(pct1, len(norm_only), max_kl)
     return {
         "n_layers_checked": n,
-        "pct_layers_kl_ge_1.0": pct1,
-        "pct_layers_kl_ge_0.5": sum(k >= 0.5 for k in kl_norm_raw) / n,
+        "pct_layers_kl_ge_1p0": pct1,
+        "pct_layers_kl_ge_0p5": sum(k >= 0.5 for k in kl_norm_raw) / n,
         "n_norm_only_semantics_layers": len(norm_only),
         "earliest_norm_only_semantic": norm_only[0] if norm_only else None,
         "norm_only_semantic_layers": norm_only,

@@ -42,6 +42,10 @@ class ProbeConfig:
     raw_window_radius: int = 4
     raw_window_radius_high_risk: int = 8
     gate_kl_bits: float = 1e-3
+    rank_thresholds: tuple[int, ...] = (10, 5, 1)
+    kl_thresholds_bits: tuple[float, ...] = (1.0, 0.5)
+    cos_thresholds: tuple[float, ...] = (0.2, 0.4, 0.6)
+    p_top1_thresholds: tuple[float, ...] = (0.3, 0.6)
     seed: int = 316
     records: bool = True
 

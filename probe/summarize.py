@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from probe.prompts import PromptSet
     from probe.run import ProbeConfig, Prober, PromptTrace
 
-RANK_TS, KL_TS, COS_TS, P1_TS = (10, 5, 1), (1.0, 0.5), (0.2, 0.4, 0.6), (0.3, 0.6)
 FILLERS = {"is", "the", "a", "of"}
 
 
@@ -41,6 +40,8 @@ def pure_columns(cfg: ProbeConfig) -> tuple[str, ...]:
 def prompt_milestones(t: PromptTrace, cfg: ProbeConfig, mask: set[int], n: int, vocab: int) -> dict[str, Any]:
     """Every milestone of one prompt, computed from its per-layer columns."""
     c, prompt_ids = t.cols, t.input_ids
+    RANK_TS, KL_TS, COS_TS, P1_TS = (cfg.rank_thresholds, cfg.kl_thresholds_bits, cfg.cos_thresholds,
+                                     cfg.p_top1_thresholds)
     strict = {tkey(tau): ms.first_layer(ms.copy_strict_flags(c["top1_id"], c["p_top1"], c["p_top2"], prompt_ids,
                                                              mask, tau, cfg.copy_margin)) for tau in cfg.copy_taus}
     soft = {f"k{k}": ms.first_layer(ms.copy_soft_flags(c["top1_id"], c["p_top1"], prompt_ids, mask,
@@ -69,7 +70,7 @@ def prompt_milestones(t: PromptTrace, cfg: ProbeConfig, mask: set[int], n: int, 
     }
     out["depth_fractions"] = {k: (v / n if v is not None else None) for k, v in [
         ("L_semantic", l_sem), ("L_semantic_confirmed", conf["L_semantic_confirmed"]), ("L_copy", l_copy),
-        ("first_rank_le_5", out["first_rank_le"]["5"]), ("first_kl_le_1p0", out["first_kl_le"]["1p0"])]}
+        ("first_rank_le_5", out["first_rank_le"].get("5")), ("first_kl_le_1p0", out["first_kl_le"].get("1p0"))]}
     out["delta_hat"] = (out["delta_layers_copy_to_semantic"] / n
                         if out["delta_layers_copy_to_semantic"] is not None else None)
     return out

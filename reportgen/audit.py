@@ -1,9 +1,11 @@
 """Audit every `file:line` citation of a markdown report against the artifact lines it cites.
 
 Pipeline: `reportgen.claims` splits the report into claims (sentence, list-item sentence or table row) with
-their citations and asserted values; `_Resolver` turns each citation into lines of a file under ``root``; each
-asserted number is matched against the numbers on those lines by the rounding rule of `reportgen.numbers`, and
-each quoted string by substring after normalising JSON escapes, CSV quote doubling and whitespace.
+their citations and asserted values; `reportgen.resolve.Resolver` turns each citation into lines of a file
+under ``root`` (elided paths and ``[row N in CSV]`` resolved from the report's earlier citations; row N is
+physical line N + 1 because the header is line 1); each asserted number is matched against the numbers on
+those lines by the rounding rule of `reportgen.numbers`, and each quoted string as a substring after
+normalising JSON escapes, CSV quote doubling and whitespace.
 
 Verdicts (one per citation):
 
@@ -22,6 +24,10 @@ was regenerated. ``evidence`` shows the cited lines that held values (or the fir
 truncated. Exit status of `audit_cli`: 1 when any citation is ``partial``, ``mismatch`` or
 ``unresolvable``; ``uncheckable`` does not fail, because citing a non-numeric statement (``numeric_health
 clean``) is legitimate.
+
+Known limit: the rounding rule lets a small written integer match any value that rounds to it (``L 1``
+matches ``0.8611``), so a citation whose lines hold only such values can still be credited with one. The
+claim's other values must still be found, so a drifted citation is rarely passed as ``ok``.
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from reportgen.citations import Citation
 from reportgen.claims import Claim, extract_claims
 from reportgen.errors import ReportError
 from reportgen.numbers import NumberToken
-from reportgen.resolve import Resolver, SourceFile, Unresolved
+from reportgen.resolve import Resolver, SourceFile
 
 __all__ = ["AuditResult", "CitationVerdict", "Verdict", "audit_cli", "audit_report", "format_text", "to_json"]
 
@@ -157,55 +164,70 @@ def _evidence(source: SourceFile, lines: list[int], holding: set[int]) -> tuple[
     return tuple(texts)
 
 
+def _scan(
+    source: SourceFile, ranges: tuple[tuple[int, int], ...], items: list[_Item]
+) -> tuple[set[int], set[int]]:
+    """Return the indexes of ``items`` found on the cited lines, and the cited lines that held any."""
+    found, holding = set(), set()
+    for line in _cited_lines(ranges):
+        for index, item in enumerate(items):
+            if item.found_on(source, line):
+                found.add(index)
+                holding.add(line)
+    return found, holding
+
+
+def _judge_citation(
+    claim: Claim, citation: Citation, source: SourceFile, items: list[_Item], missing: list[_Item]
+) -> CitationVerdict:
+    """Judge one resolvable citation, given the claim's values that none of its citations hold."""
+    if not items:
+        return CitationVerdict(
+            claim.report_line,
+            citation.text,
+            source.name,
+            citation.ranges,
+            Verdict.UNCHECKABLE,
+            reason="the claim has no number or quoted string to check",
+        )
+    found, holding = _scan(source, citation.ranges, items)
+    verdict = Verdict.MISMATCH if not found else Verdict.PARTIAL if missing else Verdict.OK
+    return CitationVerdict(
+        claim.report_line,
+        citation.text,
+        source.name,
+        citation.ranges,
+        verdict,
+        found=tuple(items[index].label for index in sorted(found)),
+        missing=tuple(item.label for item in missing),
+        evidence=_evidence(source, _cited_lines(citation.ranges), holding),
+        hint=_hint(source, missing, citation.ranges) if missing else None,
+        reason="the claim's other citations hold all its values" if not found and not missing else "",
+    )
+
+
 def _judge_claim(claim: Claim, resolver: Resolver) -> list[CitationVerdict]:
     # Resolve in order: an elided citation stands for the file cited just before it, inside this claim too.
     resolved = [(citation, resolver.resolve(citation)) for citation in claim.citations]
     items = _claim_items(claim)
-    hits: dict[int, set[int]] = {}  # citation index -> indexes of items found on its lines
-    holding: dict[int, set[int]] = {}  # citation index -> its lines that held any item
-    for index, (citation, source) in enumerate(resolved):
-        if isinstance(source, Unresolved):
-            continue
-        hits[index], holding[index] = set(), set()
-        for line in _cited_lines(citation.ranges):
-            for number, item in enumerate(items):
-                if item.found_on(source, line):
-                    hits[index].add(number)
-                    holding[index].add(line)
-    covered = set().union(*hits.values()) if hits else set()
-    missing = [item for number, item in enumerate(items) if number not in covered]
-    verdicts = []
-    for index, (citation, source) in enumerate(resolved):
-        common = {"report_line": claim.report_line, "citation_text": citation.text, "lines": citation.ranges}
-        if isinstance(source, Unresolved):
-            verdicts.append(
-                CitationVerdict(
-                    **common, file=source.path, verdict=Verdict.UNRESOLVABLE, reason=source.reason
-                )
-            )
-            continue
-        if not items:
-            reason = "the claim has no number or quoted string to check"
-            verdicts.append(
-                CitationVerdict(**common, file=source.name, verdict=Verdict.UNCHECKABLE, reason=reason)
-            )
-            continue
-        own = [items[number].label for number in sorted(hits[index])]
-        verdict = Verdict.MISMATCH if not own else Verdict.PARTIAL if missing else Verdict.OK
-        reason = "the claim's other citations hold all its values" if not own and not missing else ""
-        verdicts.append(
-            CitationVerdict(
-                **common,
-                file=source.name,
-                verdict=verdict,
-                found=tuple(own),
-                missing=tuple(item.label for item in missing),
-                evidence=_evidence(source, _cited_lines(citation.ranges), holding[index]),
-                hint=_hint(source, missing, citation.ranges) if missing else None,
-                reason=reason,
-            )
+    covered: set[int] = set()
+    for citation, source in resolved:
+        if isinstance(source, SourceFile):
+            covered |= _scan(source, citation.ranges, items)[0]
+    missing = [item for index, item in enumerate(items) if index not in covered]
+    return [
+        _judge_citation(claim, citation, source, items, missing)
+        if isinstance(source, SourceFile)
+        else CitationVerdict(
+            claim.report_line,
+            citation.text,
+            source.path,
+            citation.ranges,
+            Verdict.UNRESOLVABLE,
+            reason=source.reason,
         )
-    return verdicts
+        for citation, source in resolved
+    ]
 
 
 def _read_report(report: Path) -> str:

@@ -100,7 +100,7 @@ def _is_sentence_end(text: str, index: int) -> bool:
     rest = text[index + 1 :].lstrip()
     if not rest or rest[0].islower():
         return False
-    word = re.search(r"[\w.]*$", text[:index])
+    word = re.search(r"[\w.]*$", text[:index])  # always matches, possibly empty
     return word is None or word.group(0).lower() not in _ABBREVIATIONS
 
 
@@ -127,11 +127,9 @@ def _sentence_spans(chunk: _Chunk) -> list[tuple[int, int]]:
 
 
 def _only_citations(text: str, citations: list[Citation]) -> bool:
-    rest = list(text)
-    for citation in citations:
-        start, end = citation.span
-        rest[start:end] = " " * (end - start)
-    return bool(citations) and not re.sub(r"[\s()\[\];,.:]", "", "".join(rest))
+    """Whether a sentence is nothing but citations and punctuation, as in ``Text. (a.json:3)``."""
+    rest = _blank(text, [citation.span for citation in citations])
+    return bool(citations) and not re.sub(r"[\s()\[\];,.:]", "", rest)
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:

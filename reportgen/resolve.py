@@ -14,6 +14,7 @@ separators that JSON may carry raw inside strings, which would shift every later
 from __future__ import annotations
 
 import json
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -142,11 +143,15 @@ class Resolver:
 
     def _search_root(self, citation: Citation) -> str | Unresolved:
         """Last resort for ``…suffix``: the one file under root whose path ends with the suffix."""
-        candidates = sorted(
-            found.relative_to(self.root).as_posix()
-            for found in self.root.rglob("*")
-            if found.is_file() and found.relative_to(self.root).as_posix().endswith(citation.path)
-        )
+        candidates = []
+        for folder, subfolders, files in os.walk(self.root):
+            # Skip .git, .venv and other hidden trees: they are large and never hold cited artifacts.
+            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+            for name in files:
+                relative = (Path(folder) / name).relative_to(self.root).as_posix()
+                if relative.endswith(citation.path):
+                    candidates.append(relative)
+        candidates.sort()
         if len(candidates) == 1:
             return candidates[0]
         what = "no file" if not candidates else f"{len(candidates)} files ({', '.join(candidates[:3])})"

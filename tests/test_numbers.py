@@ -106,7 +106,7 @@ def test_matches_rounding_rule(claimed, actual, expected):
 
 @pytest.mark.parametrize("decimals", [0, 1, 2, 3, 4, 6])
 def test_matches_accepts_python_formatting(decimals):
-    """Independent oracle: any value printed with format(x, '.Nf') must match it, and a 2-ulp bump must not."""
+    """Oracle: a value printed with format(x, '.Nf') matches it; two units off in the last place do not."""
     rng = random.Random(decimals)
     for _ in range(300):
         actual = rng.uniform(-50, 50) * 10 ** rng.randint(-3, 2)

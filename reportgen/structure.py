@@ -1,0 +1,156 @@
+"""Facts -> report structure: named facts, the layer table, derived facts and checklist records for templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from reportgen.facts import Fact, FactSet
+from reportgen.jsonmap import format_path
+from reportgen.rules import CheckResult
+
+PURE = "pure-next-token.csv"
+
+
+def J(*path: str | int) -> str:
+    """Fact key of a probe.json leaf from its path parts (quoting handled by jsonmap)."""
+    return "probe.json:" + format_path(tuple(path))
+
+
+def C(file: str, column: str, **key: Any) -> str:
+    """Fact key of a CSV cell: key columns in manifest order, then the column."""
+    kv = ",".join(f"{k}={v}" for k, v in key.items())
+    return f"{file}[{kv}].{column}"
+
+
+@dataclass
+class LayerRow:
+    """One row of the report's layer table: facts on one pure-next-token.csv line."""
+
+    layer: Fact
+    entropy: Fact
+    top1: Fact
+    p_top1: Fact
+    rank: Fact
+    p_answer: Fact
+    kl: Fact
+    is_semantic: bool
+
+
+@dataclass
+class ReportData:
+    """Everything a report template shows; values are Facts so every number carries its citation."""
+
+    alias: str
+    F: dict[str, Fact]
+    table: list[LayerRow]
+    suite: list[dict[str, Fact]]
+    temps: list[dict[str, Fact]]
+    tests: list[dict[str, Fact]]
+    checks: list[CheckResult]
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+# name in templates -> probe.json path
+HEADLINE: dict[str, tuple[str | int, ...]] = {
+    "model_id": ("model", "model_id"), "arch": ("model", "architecture"), "n_layers": ("model", "n_layers"),
+    "d_model": ("model", "d_model"), "vocab": ("model", "vocab_size"), "tied": ("model", "tied_embeddings"),
+    "softcap_applied": ("model", "softcap_applied"), "norm_kind": ("model", "final_norm", "kind"),
+    "gamma_offset": ("model", "final_norm", "gamma_offset"), "weights_sha": ("model", "weights_sha256"),
+    "answer": ("headline", "answer"), "prompt_orig": ("prompt_set", "templates", "orig"),
+    "final_token": ("headline", "final", "top1_token"), "final_p_top1": ("headline", "final", "p_top1"),
+    "final_entropy": ("headline", "final", "entropy_bits"), "final_rank": ("headline", "final", "answer_rank"),
+    "final_p_answer": ("headline", "final", "p_answer"),
+    "entropy_rise": ("headline", "entropy_rise_at_unembed_bits"),
+    "L_sem": ("headline", "milestones", "L_semantic"), "L_sem_raw": ("headline", "milestones", "L_semantic_raw"),
+    "L_conf": ("headline", "milestones", "L_semantic_confirmed"), "L_copy": ("headline", "milestones", "L_copy"),
+    "L_copy_soft1": ("headline", "milestones", "L_copy_soft", "k1"),
+    "copy_stability": ("headline", "milestones", "copy_stability"),
+    "rank10": ("headline", "milestones", "first_rank_le", "10"),
+    "rank5": ("headline", "milestones", "first_rank_le", "5"),
+    "rank1": ("headline", "milestones", "first_rank_le", "1"),
+    "kl1": ("headline", "milestones", "first_kl_le", "1p0"), "kl05": ("headline", "milestones", "first_kl_le", "0p5"),
+    "cos02": ("headline", "milestones", "first_cos_ge", "0p2"),
+    "cos04": ("headline", "milestones", "first_cos_ge", "0p4"),
+    "cos06": ("headline", "milestones", "first_cos_ge", "0p6"),
+    "L_strong": ("headline", "milestones", "gates", "L_semantic_strong"),
+    "L_strong_run2": ("headline", "milestones", "gates", "L_semantic_strong_run2"),
+    "gate_passed": ("last_layer_gate", "passed"), "gate_kl": ("last_layer_gate", "max_kl_bits"),
+    "gate_threshold": ("last_layer_gate", "threshold_bits"),
+    "gate_temp": ("last_layer_gate", "headline", "temp_est"),
+    "tier": ("raw_vs_norm", "headline", "tier"), "risk_score": ("raw_vs_norm", "headline", "lens_artifact_score"),
+    "pct_kl1": ("raw_vs_norm", "headline", "pct_layers_kl_ge_1p0"),
+    "max_kl_raw": ("raw_vs_norm", "headline", "max_kl_norm_vs_raw_bits"),
+    "n_norm_only": ("raw_vs_norm", "headline", "n_norm_only_semantics_layers"),
+    "window_radius": ("raw_vs_norm", "window", "radius"),
+    "ctrl_first": ("control", "first_control_margin_pos"), "ctrl_max": ("control", "max_control_margin"),
+    "ctrl_final": ("control", "final_control_margin"), "ctrl_strong": ("control", "first_control_strong_pos"),
+    "suite_median": ("micro_suite", "L_semantic", "median"), "suite_missing": ("micro_suite", "L_semantic", "n_missing"),
+    "prefer_ranks": ("measurement_guidance", "prefer_ranks"),
+    "suppress_probs": ("measurement_guidance", "suppress_abs_probs"),
+    "copy_reflex": ("surface", "copy_reflex"), "layer0_tied": ("surface", "layer0_copy_is_tied_embedding_artifact"),
+    "n_punct": ("surface", "n_punctuation_top1_layers"), "mask_size": ("copy_mask", "size"),
+    "nan_inf": ("numeric_health", "any_nan_or_inf"), "det": ("environment", "deterministic_algorithms"),
+    "seed": ("environment", "seed"), "torch": ("environment", "torch"), "device": ("environment", "device"),
+    "dtype": ("environment", "dtype_model"), "norm_strategy": ("normalization", "strategy"),
+    "traj_shape": ("normalization", "trajectory", "shape"),
+}
+
+
+def add_derived(facts: FactSet, primary: str) -> None:
+    """Facts computed once here and cited through their sources: depth fractions and ablation deltas."""
+    n = J("model", "n_layers")
+    for name, path in (("L_semantic_frac", ("headline", "milestones", "L_semantic")),
+                       ("L_semantic_confirmed_frac", ("headline", "milestones", "L_semantic_confirmed")),
+                       ("first_rank_le_5_frac", ("headline", "milestones", "first_rank_le", "5"))):
+        v = facts.get(J(*path)).value
+        facts.add_derived(f"derived:{name}", None if v is None else v / facts.get(n).value, "fraction",
+                          [J(*path), n], f"{path[-1]} / n_layers")
+    for m in ("L_semantic", "L_copy"):
+        a, b = J("ablation", primary, f"{m}_orig"), J("ablation", primary, f"{m}_nf")
+        if a in facts and b in facts:
+            va, vb = facts.get(a).value, facts.get(b).value
+            facts.add_derived(f"derived:delta_{m}_no_filler", None if va is None or vb is None else vb - va,
+                              "layer", [a, b], f"{m}_nf - {m}_orig")
+
+
+def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportData:
+    """Collect the named facts, table rows and per-prompt lists a report needs."""
+    primary = facts.get(J("prompt_set", "primary")).value
+    add_derived(facts, str(primary))
+    F = {name: facts.get(J(*path)) for name, path in HEADLINE.items() if J(*path) in facts}
+    F.update({k.split(":", 1)[1]: facts.get(k) for k in list(facts_keys(facts)) if k.startswith("derived:")})
+    n = int(F["n_layers"].value)
+    l_sem = F["L_sem"].value
+    table = []
+    for layer in range(n + 1):
+        def cell(col: str, _layer: int = layer) -> Fact:
+            return facts.get(C(PURE, col, prompt_id=primary, variant="orig", layer=_layer))
+
+        table.append(LayerRow(cell("layer"), cell("entropy_bits"), cell("top1_token"), cell("p_top1"),
+                              cell("answer_rank"), cell("p_answer"), cell("kl_to_final_bits"), layer == l_sem))
+    fact_ids = [f.value for f in facts.by_prefix(J("prompt_set", "facts")) if f.key.endswith(".id")]
+    suite = [{"fact": facts.get(J("micro_suite", "per_fact", fid, "L_semantic")),
+              "frac": facts.get(J("micro_suite", "per_fact", fid, "L_semantic_frac")),
+              "final_rank": facts.get(J("micro_suite", "per_fact", fid, "final_answer_rank")),
+              "answer": facts.get(J("prompt_set", "facts", i, "answer"))} for i, fid in enumerate(fact_ids)]
+    temps, i = [], 0
+    while J("temperature_exploration", i, "temperature") in facts:
+        temps.append({k: facts.get(J("temperature_exploration", i, p)) for k, p in
+                      (("t", "temperature"), ("entropy", "entropy_bits"), ("p_answer", "p_answer"),
+                       ("rank", "answer_rank"))})
+        i += 1
+    tests, i = [], 0
+    while J("test_prompts", i, "text") in facts:
+        tests.append({"text": facts.get(J("test_prompts", i, "text")),
+                      "top1": facts.get(J("test_prompts", i, "topk", 0, "token")),
+                      "p": facts.get(J("test_prompts", i, "topk", 0, "prob")),
+                      "entropy": facts.get(J("test_prompts", i, "entropy_bits"))})
+        i += 1
+    flags = {"has_control": J("control", "first_control_margin_pos") in facts}
+    return ReportData(alias, F, table, suite, temps, tests, checks, flags)
+
+
+def facts_keys(facts: FactSet) -> list[str]:
+    """All fact keys (scalar and derived)."""
+    return [f.key for f in facts]
