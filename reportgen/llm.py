@@ -292,7 +292,8 @@ class LLMClient:
                 leaks = _redact(str(cause), self.config.api_key) != str(cause)
                 raise self._error(failure.detail, attempts) from (None if leaks else cause)
             delay = self._delay(max(failures, 1), failure.retry_after_s)
-            log.warning("LLM request to %s: %s; retry in %.2f s", self.config.base_url, failure.detail, delay)
+            detail = _redact(failure.detail, self.config.api_key)
+            log.warning("LLM request to %s: %s; retry in %.2f s", self.config.base_url, detail, delay)
             time.sleep(delay)
 
     def _send_once(self, messages: list[dict[str, Any]], sent: dict[str, Any]) -> ChatResult:

@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO
 
 from reportgen.llm import LLMError
 
@@ -63,7 +63,7 @@ class LocalServer:
         self.startup_timeout_s = startup_timeout_s
         self.startup_s: float | None = None  # seconds from spawn to a healthy server
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_path: Path | None = None
+        self._log: BinaryIO | None = None  # our reading end of the server's output file
         self._model: str | None = None
 
     @property
@@ -94,12 +94,15 @@ class LocalServer:
                 message carries the tail of the server's output. The process is stopped before raising.
 
         """
-        if self._proc is not None:
-            raise LLMError(f"LocalServer on {self.base_url} is already started")
+        if self._proc is not None and self._proc.poll() is None:
+            raise LLMError(f"LocalServer on {self.base_url} is already running")
         model_dir = self._resolve_model_dir()
         self.port = self.port or _free_port(self.host)
         fd, log_name = tempfile.mkstemp(prefix="lensreport-serve-", suffix=".log")
-        self._log_path = Path(log_name)
+        # Open our own reader, then unlink: the file lives on through both descriptors and vanishes with
+        # them, so nothing is left in /tmp even if we are SIGKILLed. A separate open gives us our own offset.
+        self._log = open(log_name, "rb")  # closed by stop()
+        os.unlink(log_name)
         cmd = [sys.executable, "-c", _SERVE, "serve", str(model_dir), "--host", self.host,
                "--port", str(self.port)]
         # The bundled model is local; offline mode stops the hub client from trying the network.
@@ -107,13 +110,13 @@ class LocalServer:
         began = time.monotonic()
         # A file, not a pipe, takes the output: an unread pipe fills up and blocks the server.
         # A new session lets stop() signal the whole process group the server may have spawned.
-        with os.fdopen(fd, "wb") as log_file:
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-            )
         atexit.register(self.stop)
         try:
+            with os.fdopen(fd, "wb") as log_file:
+                self._proc = subprocess.Popen(
+                    cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, env=env,
+                    start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                )
             self._wait_until_healthy(began)
             self._model = _pick_model(_get_json(f"{self.base_url}/models"), str(model_dir))
         except BaseException:
@@ -134,15 +137,17 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
-        if self._log_path is not None:
-            self._log_path.unlink(missing_ok=True)
-            self._log_path = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def output_tail(self) -> str:
         """Last lines of the server's stdout+stderr, progress-bar redraws split into lines."""
-        if self._log_path is None or not self._log_path.exists():
+        if self._log is None:
             return "(no output captured)"
-        text = self._log_path.read_bytes()[-8000:].decode("utf-8", errors="replace")
+        size = self._log.seek(0, os.SEEK_END)
+        self._log.seek(max(0, size - 8000))
+        text = self._log.read().decode("utf-8", errors="replace")
         lines = [ln.rstrip() for ln in text.replace("\r", "\n").splitlines() if ln.strip()]
         return "\n".join(lines[-_TAIL_LINES:]) or "(no output)"
 

@@ -355,7 +355,7 @@ def test_unreadable_cache_entry_is_a_miss_and_rewritten(scripted, tmp_path, capl
 
 def test_api_key_never_in_cache_logs_or_errors(scripted, tmp_path, caplog):
     echo = api_error(f"Incorrect API key provided: {SENTINEL_KEY}.", "invalid_api_key")
-    good = scripted(Reply(500, api_error("boom")), Reply(body=completion()))
+    good = scripted(Reply(500, api_error(f"upstream rejected {SENTINEL_KEY}")), Reply(body=completion()))
     bad = scripted(Reply(401, echo))
     cache = ResponseCache(tmp_path)
     with caplog.at_level(logging.DEBUG):
