@@ -162,6 +162,8 @@ def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None
             return build_model_report(md, out, rule_files, narrator)
         except ReportError as e:
             return BuildOutcome(md.name, None, str(e))
+        except Exception as e:  # noqa: BLE001 - one model's bug must not stop the others' reports
+            return BuildOutcome(md.name, None, f"{type(e).__name__}: {e}")
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes = list(tqdm(pool.map(one, dirs), total=len(dirs), desc="reports", unit="report",

@@ -19,6 +19,7 @@ Objects and arrays are *blocks*, not facts: ``FactSet.get`` finds them (value = 
 
 from __future__ import annotations
 
+import bisect
 import csv
 import difflib
 import hashlib
@@ -37,7 +38,7 @@ FactValue = Union[float, int, str, bool, None]
 
 MANIFEST = "manifest.json"
 SCHEMA_MAJOR = "1"
-_SUGGEST_POOL = 2000  # difflib is linear in candidates; narrow bigger pools by shared head or tail first
+_SUGGEST_POOL = 2000  # difflib candidates at most; it is linear in them
 _BARE_CELL = re.compile(r'[^\s,=\[\]"\\]+')
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity)")
@@ -353,9 +354,9 @@ def _parse_column(cells: list[str]) -> tuple[list[FactValue], bool]:
     """
     filled = [cell for cell in cells if cell]
     parse: Callable[[str], FactValue]
-    if all(_INT.fullmatch(cell) for cell in filled):
+    if all(map(_INT.fullmatch, filled)):  # map(): no Python frame per cell
         parse, numeric = int, True
-    elif all(_FLOAT.fullmatch(cell) for cell in filled):
+    elif all(map(_FLOAT.fullmatch, filled)):
         parse, numeric = float, True
     elif all(cell in ("True", "False") for cell in filled):
         parse, numeric = "True".__eq__, False
@@ -370,15 +371,12 @@ def _index(entries: Iterable[Fact | _Pending]) -> dict[str, Fact | _Pending]:
     """Map key to fact (or pending field tuple), raising on a repeated key."""
     items = list(entries)
     # Bulk build then compare sizes: a membership check per entry doubles the cost for 100k+ cells.
-    index = {_key(entry): entry for entry in items}
+    keys = [entry[0] if type(entry) is tuple else entry.key for entry in items]  # inline: no call per entry
+    index = dict(zip(keys, items, strict=True))
     if len(index) != len(items):
-        repeated = next(key for key, n in Counter(map(_key, items)).items() if n > 1)
+        repeated = next(key for key, n in Counter(keys).items() if n > 1)
         raise ReportError(f"fact key {repeated!r} is defined twice; keys must be unique")
     return index
-
-
-def _key(entry: Fact | _Pending) -> str:
-    return entry[0] if isinstance(entry, tuple) else entry.key
 
 
 def _materialize(entry: Fact | _Pending) -> Fact:
@@ -392,9 +390,11 @@ def _cell_key(cell: str) -> str:
 
 def _close_keys(key: str, keys: list[str]) -> list[str]:
     """Return up to 3 known keys closest to ``key``, narrowing huge pools first so an error stays fast."""
-    pool = keys
-    if len(pool) > _SUGGEST_POOL:
-        # A typo is usually in one part: keep keys sharing the part before the last '.' or the part after it.
+    if len(keys) > _SUGGEST_POOL:
+        # A typo is usually in one part: keep keys sharing the part before the last '.' or the part after it,
+        # then the neighbours in sorted order (they share the longest prefix); difflib is linear in the pool.
         head, _, tail = key.rpartition(".")
-        pool = [k for k in keys if (head and k.startswith(head + ".")) or (tail and k.endswith("." + tail))]
-    return difflib.get_close_matches(key, pool, n=3, cutoff=0.6)
+        keys = sorted(k for k in keys if head and k.startswith(head + ".") or tail and k.endswith("." + tail))
+        at = bisect.bisect(keys, key)
+        keys = keys[max(0, at - _SUGGEST_POOL // 2) : at + _SUGGEST_POOL // 2]
+    return difflib.get_close_matches(key, keys, n=3, cutoff=0.6)

@@ -26,6 +26,12 @@ def fmt_sig(x: float, sig: int = 4) -> str:
     return "0" if float(text) == 0 else text
 
 
+def fmt_num(f: Fact | float | None, sig: int = 4) -> str:
+    """A fact's (or plain) number with `sig` significant digits; 'n/a' for null."""
+    v = f.value if isinstance(f, Fact) else f
+    return "n/a" if v is None else fmt_sig(float(v), sig)
+
+
 def fmt_value(v: Any, unit: str | None = None) -> str:
     """Format a fact value by type and unit: bools yes/no, ints as is, floats by unit."""
     if v is None:

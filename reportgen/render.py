@@ -12,7 +12,7 @@ import jinja2
 import reportgen
 from reportgen.errors import ReportError
 from reportgen.facts import Fact
-from reportgen.formatting import escape_md, fmt_bits, fmt_fact, fmt_layer, fmt_pct, fmt_prob, fmt_sig, md_token
+from reportgen.formatting import escape_md, fmt_bits, fmt_fact, fmt_layer, fmt_num, fmt_pct, fmt_prob, md_token
 
 TEMPLATES_DIR = Path(str(files("templates")))
 
@@ -31,7 +31,7 @@ def make_env(prefix: str) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
     env.filters.update({
-        "v": fmt_fact, "bits": fmt_bits, "prob": fmt_prob, "pct": fmt_pct, "layer": fmt_layer, "sig": fmt_sig,
+        "v": fmt_fact, "bits": fmt_bits, "prob": fmt_prob, "pct": fmt_pct, "layer": fmt_layer, "sig": fmt_num,
         "tok": md_token, "escape_md": escape_md,
     })
     env.globals["cite"] = lambda *facts: citation([f for f in facts if f is not None], prefix)
