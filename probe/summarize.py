@@ -202,7 +202,7 @@ def summarize(pr: Prober, prompts: PromptSet, cfg: ProbeConfig, traces: list[Pro
         "gold": {f"{t.fact_id}/{t.variant}": {**t.gold.to_dict(), "pieces": [escape_token(p) for p in t.gold.pieces]}
                  for t in traces},
         "headline": {
-            "prompt_id": prompts.primary, "variant": "orig", "answer": head.gold.string,
+            "prompt_id": prompts.primary, "variant": "orig", "prompt_text": head.text, "answer": head.gold.string,
             "n_layers": n, "final": final,
             "entropy_rise_at_unembed_bits": hc["entropy_bits"][n] - hc["entropy_bits"][n - 1],
             "milestones": hm,

@@ -33,6 +33,9 @@ claim's other values must still be found, so a drifted citation is rarely passed
 from __future__ import annotations
 
 import json
+import re
+
+import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -177,11 +180,53 @@ def _scan(
     return found, holding
 
 
+_JSON_PAIR = re.compile(r'^\s*"(?:[^"\\]|\\.)*"\s*:\s*(.+?),?\s*$')
+_WORDS = {True: ("yes", "true"), False: ("no", "false"), None: ("none", "null", "n/a", "never")}
+
+
+def _line_scalar(text: str) -> object:
+    """The non-numeric scalar a pretty-printed JSON line holds ("key": value), or a sentinel when there is none."""
+    m = _JSON_PAIR.match(text)
+    if not m:
+        return _NOTHING
+    try:
+        value = json.loads(m.group(1))
+    except json.JSONDecodeError:
+        return _NOTHING
+    return value if isinstance(value, (str, bool)) or value is None else _NOTHING
+
+
+_NOTHING = object()
+
+
+def _reverse_match(claim: Claim, source: SourceFile, ranges: tuple[tuple[int, int], ...]) -> str | None:
+    """Whether the claim states a cited line's string or boolean value (strings as text, booleans as yes/no).
+
+    Numbers and quotes are checked claim -> line; this is the other direction, for cited facts that are words
+    (a tier, a strategy, a flag), which a claim can state without quoting.
+    """
+    text = " ".join(claim.text.lower().split())
+    for line in _cited_lines(ranges):
+        value = _line_scalar(source.line(line))
+        if value is _NOTHING:
+            continue
+        if isinstance(value, bool) or value is None:
+            if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", text) for w in _WORDS[value]):  # type: ignore[index]
+                return json.dumps(value)
+        elif value.strip() and " ".join(value.lower().split()) in text:
+            return json.dumps(value)
+    return None
+
+
 def _judge_citation(
     claim: Claim, citation: Citation, source: SourceFile, items: list[_Item], missing: list[_Item]
 ) -> CitationVerdict:
     """Judge one resolvable citation, given the claim's values that none of its citations hold."""
+    stated = _reverse_match(claim, source, citation.ranges)
     if not items:
+        if stated is not None:
+            return CitationVerdict(claim.report_line, citation.text, source.name, citation.ranges, Verdict.OK,
+                                   found=(stated,), reason="the claim states the cited value")
         return CitationVerdict(
             claim.report_line,
             citation.text,
@@ -191,6 +236,10 @@ def _judge_citation(
             reason="the claim has no number or quoted string to check",
         )
     found, holding = _scan(source, citation.ranges, items)
+    if not found and not missing and stated is not None:
+        # The claim's numbers are held by its other citations; this one supports a stated word or flag.
+        return CitationVerdict(claim.report_line, citation.text, source.name, citation.ranges, Verdict.OK,
+                               found=(stated,), reason="the claim states the cited value")
     verdict = Verdict.MISMATCH if not found else Verdict.PARTIAL if missing else Verdict.OK
     return CitationVerdict(
         claim.report_line,

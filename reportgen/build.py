@@ -82,9 +82,24 @@ def artifact_hashes(model_dir: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir()) if p.is_file()}
 
 
-def deterministic_narrative(data: ReportData, prefix: str) -> dict[str, str]:
+def write_derived(facts: FactSet, out: Path, alias: str) -> dict[str, str]:
+    """Write the derived facts of one model to OUT/derived/<alias>.json (one scalar per line) and return each
+    derived key's citation of its value line, so a derived number is auditable like any artifact number."""
+    from reportgen.jsonmap import parse_json_map
+
+    derived = [f for f in facts if f.sources]
+    doc = {f.key.split(":", 1)[1]: {"value": f.value, "unit": f.unit, "formula": f.formula,
+                                    "sources": list(f.sources)} for f in derived}
+    text = json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
+    rel = f"derived/{alias}.json"
+    atomic_write(out / rel, text)
+    jm = parse_json_map(text, rel)
+    return {f.key: f"{rel}:{jm.node((f.key.split(':', 1)[1], 'value')).line}" for f in derived}
+
+
+def deterministic_narrative(data: ReportData, prefix: str, derived: dict[str, str]) -> dict[str, str]:
     """The narrative sections written from templates alone (no LLM)."""
-    return {s: render(f"narrative/{s}.md.j2", prefix, d=data).strip() for s in NARRATIVE_SECTIONS}
+    return {s: render(f"narrative/{s}.md.j2", prefix, derived, d=data).strip() for s in NARRATIVE_SECTIONS}
 
 
 def milestone_rows(facts: FactSet) -> list[dict[str, Any]]:
@@ -125,13 +140,14 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     checks = evaluate(rules, facts)
     data = build_data(alias, facts, checks)
     prefix = f"{ARTIFACTS}/{alias}/"
-    sections = deterministic_narrative(data, prefix)
+    derived = write_derived(facts, out, alias)
+    sections = deterministic_narrative(data, prefix, derived)
     source, llm_info = "deterministic", {}
     if narrator is not None:
-        sections, source, llm_info = narrator(data, facts, checks, prefix, sections)
+        sections, source, llm_info = narrator(data, facts, checks, prefix, derived, sections)
     note = ("deterministic (no LLM configured)" if source == "deterministic" else
             f"drafted by {llm_info.get('model', 'an LLM')} and validated against the facts")
-    text = render("report.md.j2", prefix, d=data, narrative=sections, narrative_note=note,
+    text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
                   milestones=milestone_rows(facts))
     report = out / f"{alias}.md"
     atomic_write(report, text)
@@ -140,7 +156,9 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         "templates_sha256": templates_hash(), "rules_sha256": rules_hash(rule_files),
         "rule_files": [str(p) for p in rule_files or []],
         "source_run_dir": str(model_dir.resolve()), "artifacts_dir": f"{ARTIFACTS}/{alias}",
-        "artifacts_sha256": artifact_hashes(snap), "narrative_source": source, "llm": llm_info,
+        "artifacts_sha256": artifact_hashes(snap), "derived_sha256": hashlib.sha256(
+            (out / "derived" / f"{alias}.json").read_bytes()).hexdigest(),
+        "narrative_source": source, "llm": llm_info,
         "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
     atomic_write(out / f"{alias}.build.json", json.dumps(record, indent=2, sort_keys=True) + "\n")

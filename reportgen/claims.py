@@ -32,6 +32,7 @@ _QUOTE = re.compile(
     r'"(?P<dq>[^"\n]+)"|\u201c(?P<cq>[^\u201d]+)\u201d|(?<![\w\'])\'(?P<sq>[^\'\n]+)\'(?![\w])'
 )
 _SECTION_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*[.)]?\s")
+_ORDINAL = re.compile(r"^\s*\d+[.)]\s")  # in a table row only "7." / "7)" is a label; "0.1000" is data
 _ABBREVIATIONS = frozenset({"e.g", "i.e", "vs", "cf", "approx", "al", "fig", "eq", "resp", "ca"})
 _OPENERS, _CLOSERS = "([{", ")]}"
 _ONLY_NUMBER = re.compile(r"^\s*[-\u2212+]?\d[\d,]*(?:\.\d+)?(?:[eE][-\u2212+]?\d+)?\s*%?\s*$")
@@ -141,7 +142,7 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 def _claim_values(
-    text: str, code: list[tuple[int, int]], citations: list[Citation]
+    text: str, code: list[tuple[int, int]], citations: list[Citation], section: bool = True
 ) -> tuple[tuple[NumberToken, ...], tuple[str, ...]]:
     """Collect the numbers and quoted strings a claim asserts, minus its citations and section number."""
     cited = [citation.span for citation in citations]
@@ -155,8 +156,9 @@ def _claim_values(
         quotes.append(match.group("dq") or match.group("cq") or match.group("sq"))
         quote_spans.append(match.span())
     prose = _blank(prose, quote_spans)
-    if (section := _SECTION_NUMBER.match(prose)) is not None:
-        prose = _blank(prose, [section.span()])
+    # A table row's first cell is data ("0.1000 | ..."), so only an ordinal label is dropped there.
+    if (match := (_SECTION_NUMBER if section else _ORDINAL).match(prose)) is not None:
+        prose = _blank(prose, [match.span()])
     stripped = [" ".join(quote.split()) for quote in quotes]
     # A quote of only ellipses and spaces ("…") asserts nothing.
     return tuple(extract_numbers(prose)), tuple(quote for quote in stripped if quote.strip("\u2026. "))
@@ -166,13 +168,13 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def _claim(chunk: _Chunk, start: int, end: int, line: int) -> Claim | None:
+def _claim(chunk: _Chunk, start: int, end: int, line: int, section: bool = True) -> Claim | None:
     text = chunk.text[start:end]
     citations = find_citations(text)
     if not citations:
         return None
     code = [(low - start, high - start) for low, high in chunk.code_spans if low >= start and high <= end]
-    numbers, quotes = _claim_values(text, code, citations)
+    numbers, quotes = _claim_values(text, code, citations, section)
     return Claim(line, text.strip(), tuple(citations), numbers, quotes)
 
 
@@ -195,7 +197,7 @@ def _prose_claims(chunk: _Chunk) -> list[Claim]:
 
 def _table_row_claim(cells: list[_Chunk]) -> list[Claim]:
     row = _join_chunks(cells)
-    claim = _claim(row, 0, len(row.text), row.first_line)
+    claim = _claim(row, 0, len(row.text), row.first_line, section=False)
     return [claim] if claim else []
 
 

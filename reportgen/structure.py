@@ -57,7 +57,7 @@ HEADLINE: dict[str, tuple[str | int, ...]] = {
     "d_model": ("model", "d_model"), "vocab": ("model", "vocab_size"), "tied": ("model", "tied_embeddings"),
     "softcap_applied": ("model", "softcap_applied"), "norm_kind": ("model", "final_norm", "kind"),
     "gamma_offset": ("model", "final_norm", "gamma_offset"), "weights_sha": ("model", "weights_sha256"),
-    "answer": ("headline", "answer"), "prompt_orig": ("prompt_set", "templates", "orig"),
+    "answer": ("headline", "answer"), "prompt_text": ("headline", "prompt_text"),
     "final_token": ("headline", "final", "top1_token"), "final_p_top1": ("headline", "final", "p_top1"),
     "final_entropy": ("headline", "final", "entropy_bits"), "final_rank": ("headline", "final", "answer_rank"),
     "final_p_answer": ("headline", "final", "p_answer"),
@@ -119,6 +119,10 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
     primary = facts.get(J("prompt_set", "primary")).value
     add_derived(facts, str(primary))
     F = {name: facts.get(J(*path)) for name, path in HEADLINE.items() if J(*path) in facts}
+    for m in ("L_semantic", "L_copy"):
+        for v in ("orig", "nf"):
+            if J("ablation", primary, f"{m}_{v}") in facts:
+                F[f"abl_{m}_{v}"] = facts.get(J("ablation", primary, f"{m}_{v}"))
     F.update({k.split(":", 1)[1]: facts.get(k) for k in list(facts_keys(facts)) if k.startswith("derived:")})
     n = int(F["n_layers"].value)
     l_sem = F["L_sem"].value

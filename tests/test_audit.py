@@ -259,7 +259,7 @@ CASES = [
     ),
     (
         "second_citation_adds_nothing",
-        f"Window max ≈ 38.10 bits ({JSON}:7208; {JSON}:7209).",
+        f"Largest KL ≈ 38.10 bits ({JSON}:7208; {JSON}:7209).",
         ["ok", "mismatch"],
     ),
     (
@@ -278,7 +278,11 @@ CASES = [
     ("missing_file", "Token p 0.861 (001_layers_baseline/missing.json:2).", ["unresolvable"]),
     ("line_out_of_range", f"Token p 0.861 ({JSON}:99999).", ["unresolvable"]),
     ("reversed_range", f"Window max 38.10 ({JSON}:7209–7206).", ["unresolvable"]),
-    ("uncheckable", f"Numeric health is clean ({JSON}:7748–7754).", ["uncheckable"]),
+    ("uncheckable", f"Numeric health is fine ({JSON}:7748–7754).", ["uncheckable"]),
+    ("word_value_stated", f"Numeric health is clean ({JSON}:7748–7754).", ["ok"]),
+    ("bool_value_stated", f"Norm lens used: yes ({JSON}:807).", ["ok"]),
+    ("bool_value_not_stated", f"Norm lens used: maybe ({JSON}:807).", ["uncheckable"]),
+    ("table_first_cell_is_data", "| T | H | src |\n|---|---|---|\n| 0.4539 | x | (…csv:33) |\n", ["ok"]),
     (
         "quote_ok",
         'The prompt is "Give the city name only, plain text. The capital of Germany is called simply" '
