@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 RUN ?= runs/bundled
 REPORTS ?= reports/bundled
 MODELS ?= --model smollm2 --model gemma3-270m
+LLM ?= none
 
 .PHONY: setup demo test bench
 
@@ -22,7 +23,7 @@ setup: $(BIN)/activate
 
 demo: setup
 	HF_HUB_OFFLINE=1 $(BIN)/probe run $(MODELS) --out $(RUN)
-	HF_HUB_OFFLINE=1 $(BIN)/reportgen build $(RUN) --out $(REPORTS)
+	HF_HUB_OFFLINE=1 $(BIN)/reportgen build $(RUN) --out $(REPORTS) --llm $(LLM)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -1,4 +1,4 @@
-"""Artifact writers: the line-addressed contract that reportgen cites.
+r"""Artifact writers: the line-addressed contract that reportgen cites.
 
 Layout of one model's directory (`RUN/<model>/`), schema version SCHEMA_VERSION:
 
@@ -110,7 +110,7 @@ class Table:
     rows: list[dict[str, Any]]
 
     def render(self) -> str:
-        """CSV text with '\\n' line ends; raises if any record would span two lines."""
+        r"""CSV text with '\\n' line ends; raises if any record would span two lines."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(self.columns)

@@ -47,7 +47,7 @@ def run_batch(specs: list[str], out: Path, prompts: PromptSet, cfg: ProbeConfig,
         bar = tqdm(total=n_prompts, desc=f"probe {name}", unit="prompt", disable=not progress, leave=True)
         try:
             lm = load_model(spec, device=device, dtype=dtype, device_map=device_map)
-            probe_model(lm, prompts, cfg, out, name, progress=lambda _s: bar.update(1))
+            probe_model(lm, prompts, cfg, out, name, progress=lambda _s, b=bar: b.update(1))
             res.succeeded.append(name)
             status[name] = {"spec": spec, "status": "ok", "seconds": round(time.perf_counter() - t0, 2)}
         except (ProbeError, RuntimeError, ValueError, OSError, MemoryError) as e:

@@ -25,7 +25,7 @@ class Unembed:
         return cls(parts.unembed_weight, parts.unembed_bias, parts.softcap, device)
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
-        """h [..., d_model] -> logits [..., vocab], float32."""
+        """H [..., d_model] -> logits [..., vocab], float32."""
         if h.shape[-1] != self.weight.shape[1]:
             raise ValueError(f"residual width {h.shape[-1]} != unembedding d_model {self.weight.shape[1]}")
         logits = torch.nn.functional.linear(h.float(), self.weight, self.bias)
@@ -42,7 +42,7 @@ class Lens(ABC):
 
     @abstractmethod
     def decode(self, h: torch.Tensor, layer: int) -> torch.Tensor:
-        """h [..., d_model] float32 -> logits [..., vocab] float32."""
+        """H [..., d_model] float32 -> logits [..., vocab] float32."""
 
     @abstractmethod
     def normalizer(self, layer: int) -> NormInfo | None:

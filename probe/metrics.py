@@ -23,9 +23,19 @@ def entropy_bits(logits: torch.Tensor, dim: int = -1) -> torch.Tensor:
 def kl_bits(logits_p: torch.Tensor, logits_q: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """KL(P || Q) in bits, P = softmax(logits_p); [..., vocab] -> [...]. Exact in log space (no epsilon)."""
     _check(logits_p, logits_q)
-    lp = torch.log_softmax(logits_p.float(), dim=dim)
-    lq = torch.log_softmax(logits_q.float(), dim=dim)
+    return kl_bits_logp(torch.log_softmax(logits_p.float(), dim=dim), torch.log_softmax(logits_q.float(), dim=dim),
+                        dim)
+
+
+def kl_bits_logp(lp: torch.Tensor, lq: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """KL(P || Q) in bits from log-probabilities (lets callers normalize each distribution once)."""
+    _check(lp, lq)
     return (lp.exp() * (lp - lq)).sum(dim).clamp_min(0.0) / LN2
+
+
+def entropy_bits_logp(lp: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Entropy in bits from log-probabilities."""
+    return -(lp.exp() * lp).sum(dim) / LN2
 
 
 def js_bits(logits_p: torch.Tensor, logits_q: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -20,7 +20,8 @@ def contains_run(seq: Sequence[int], window: Sequence[int]) -> bool:
 
 def copy_strict_flags(top1: Sequence[int], p1: Sequence[float], p2: Sequence[float], prompt_ids: Sequence[int],
                       mask: set[int], tau: float, margin: float) -> list[bool]:
-    """Strict copy collapse per layer: top-1 is a prompt token (not whitespace/punctuation), p1 > tau, p1-p2 > margin."""
+    """Strict copy collapse per layer: top-1 is a prompt token (not whitespace/punctuation), p1 > tau and
+    p1 - p2 > margin."""
     prompt = set(prompt_ids)
     return [t in prompt and t not in mask and a > tau and a - b > margin for t, a, b in zip(top1, p1, p2)]
 

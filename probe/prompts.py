@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from probe.errors import ProbeError
 
@@ -47,7 +48,7 @@ class PromptSet:
         return self.templates[variant].format(country=self.fact(fact_id).country)
 
     def role(self, fact_id: str) -> str:
-        """positive (the primary fact), control, or suite."""
+        """Positive (the primary fact), control, or suite."""
         return "positive" if fact_id == self.primary else "control" if fact_id == self.control else "suite"
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _fact_line(text: str, index: int, key: str) -> str:
         return "[[facts]]"
     end = starts[index + 1] if index + 1 < len(starts) else len(text)
     m = re.search(rf"^\s*{re.escape(key)}\s*=", text[starts[index]:end], re.M)
-    return text[starts[index] + (m.start() if m else 0):].split("\n", 1)[0] if m else text[starts[index]:].split("\n", 1)[0]
+    return text[starts[index] + (m.start() if m else 0):].split("\n", 1)[0]
 
 
 def _require(cond: bool, path: Path, text: str, needle: str, msg: str) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import platform
 import subprocess
 import time
@@ -14,11 +16,11 @@ from typing import Any
 import torch
 
 import probe
-from probe.artifacts import SCHEMA_VERSION, Table, write_model_dir
+from probe.artifacts import SCHEMA_VERSION, write_model_dir
 from probe.capture import capture
 from probe.lenses import NormLens, RawLens, Unembed
-from probe.metrics import cosine, entropy_bits, js_bits, kl_bits, l1_prob_diff, logit_gap, rank_of
-from probe.models import LoadedModel
+from probe.metrics import cosine, entropy_bits, entropy_bits_logp, js_bits, kl_bits_logp, logit_gap, rank_of
+from probe.models import LoadedModel, cache_root
 from probe.prompts import GoldAnswer, PromptSet, align_gold
 from probe.summarize import summarize
 from probe.surgery import discover
@@ -107,10 +109,21 @@ class Prober:
         return s
 
     def copy_mask(self) -> set[int]:
-        """Ids whose decoded text is empty, whitespace or punctuation only (never counted as copies)."""
+        """Ids whose decoded text is empty, whitespace or punctuation only (never counted as copies).
+
+        Decoding a 262k vocabulary takes seconds, so the mask is cached per weights hash and vocabulary size.
+        """
+        path = cache_root() / "copy-masks" / f"{self.lm.weights_sha256[:24]}-{self.vocab}.json"
+        if path.is_file():
+            return set(json.loads(path.read_text()))
         strs = self.tok.batch_decode([[i] for i in range(self.vocab)])
-        return {i for i, s in enumerate(strs)
+        mask = {i for i, s in enumerate(strs)
                 if all(c.isspace() or unicodedata.category(c).startswith("P") for c in s)}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(sorted(mask)))
+        os.replace(tmp, path)
+        return mask
 
     def encode(self, text: str) -> list[int]:
         """Token ids as the model sees the prompt (with the tokenizer's special tokens, e.g. Gemma's BOS)."""
@@ -126,28 +139,31 @@ class Prober:
         t = PromptTrace(fact_id, variant, role, text, ids, gold)
         last = cap.resid[:, -1, :]  # [n_layers + 1, d_model]
         normed = torch.stack([self.norm.normalize(last[i], i) for i in range(n1)])
-        z = self.unembed(normed)  # [n_layers + 1, vocab]
+        # The records pass decodes every position anyway; its last row is the NEXT logits of that layer.
+        z = torch.stack([self._record_layer(t, cap.resid[layer], layer, ids) for layer in range(n1)])
         zr = self.raw.decode(last, 0)
-        for layer in range(n1):
-            self._record_layer(t, cap.resid[layer], layer, ids)
         t.model_next_logits, t.final_logits = cap.logits[-1], z[-1]
         self._next_metrics(t, z, zr, last, normed, gold, other_gold)
         return t
 
-    def _record_layer(self, t: PromptTrace, h: torch.Tensor, layer: int, ids: list[int]) -> None:
-        """Decode all positions of one layer: entropy and top-k per position, numeric health."""
+    def _record_layer(self, t: PromptTrace, h: torch.Tensor, layer: int, ids: list[int]) -> torch.Tensor:
+        """Decode all positions of one layer: entropy and top-k per position, numeric health.
+
+        Returns:
+            The NEXT-position logits of this layer, [vocab].
+        """
         hn = self.norm.normalize(h, layer)
         logits = self.unembed(hn)  # [seq, vocab]
         t.health.append({"resid": bool(torch.isfinite(h).all()), "normed": bool(torch.isfinite(hn).all()),
                          "logits": bool(torch.isfinite(logits).all()),
                          "max_abs_logit": float(logits.abs().max())})
         if not self.cfg.records:
-            return
+            return logits[-1]
         k = self.cfg.top_k_records
-        probs = torch.softmax(logits, -1)
-        ent = entropy_bits(logits).tolist()
-        tv, ti = probs.topk(k, dim=-1)
-        tv, ti = tv.tolist(), ti.tolist()
+        logp = torch.log_softmax(logits, -1)  # one normalization serves entropy and top-k
+        ent = entropy_bits_logp(logp).tolist()
+        lv, ti = logp.topk(k, dim=-1)
+        tv, ti = lv.exp().tolist(), ti.tolist()
         for pos in range(len(ids)):
             row: dict[str, Any] = {"prompt_id": t.fact_id, "variant": t.variant, "layer": layer, "pos": pos,
                                    "token_id": ids[pos], "token": self.token(ids[pos]), "entropy_bits": ent[pos]}
@@ -155,6 +171,7 @@ class Prober:
                 row[f"top{j + 1}_token"] = self.token(ti[pos][j])
                 row[f"top{j + 1}_prob"] = tv[pos][j]
             t.records.append(row)
+        return logits[-1]
 
     def _next_metrics(self, t: PromptTrace, z: torch.Tensor, zr: torch.Tensor, h: torch.Tensor,
                       hn: torch.Tensor, gold: GoldAnswer, other: GoldAnswer | None) -> None:
@@ -162,18 +179,21 @@ class Prober:
         k, gid = self.cfg.top_k_pure, gold.first_id
         n1 = z.shape[0]
         final = z[-1:].expand_as(z)
-        p = torch.softmax(z, -1)
+        # Normalize each distribution once; every divergence below reuses these log-probabilities.
+        lz, lr = torch.log_softmax(z, -1), torch.log_softmax(zr, -1)
+        lf = lz[-1:].expand_as(lz)
+        p = lz.exp()
         tv, ti = p.topk(k, dim=-1)
         rank = rank_of(z, gid)
         c: dict[str, Any] = {
             "layer": list(range(n1)),
             "normalizer": [self.norm.normalizer(i).module for i in range(n1)],  # type: ignore[union-attr]
-            "entropy_bits": entropy_bits(z).tolist(), "top1_id": ti[:, 0].tolist(),
+            "entropy_bits": entropy_bits_logp(lz).tolist(), "top1_id": ti[:, 0].tolist(),
             "p_top1": tv[:, 0].tolist(), "p_top2": tv[:, 1].tolist(), "p_top5": tv[:, :5].sum(-1).tolist(),
             "rest_mass": (1.0 - tv.sum(-1)).clamp_min(0).tolist(), "p_answer": p[:, gid].tolist(),
             "answer_rank": rank.tolist(), "is_answer": (rank == 1).tolist(),
             "answer_logit_gap": logit_gap(z, gid).tolist(),
-            "kl_to_final_bits": kl_bits(z, final).tolist(), "kl_final_to_layer_bits": kl_bits(final, z).tolist(),
+            "kl_to_final_bits": kl_bits_logp(lz, lf).tolist(), "kl_final_to_layer_bits": kl_bits_logp(lf, lz).tolist(),
             "cos_to_final": cosine(z, final).tolist(),
             "control_margin": ((p[:, other.first_id] - p[:, gid]).tolist() if other is not None and
                                t.role == "control" else [None] * n1),
@@ -182,14 +202,14 @@ class Prober:
         }
         t.cols = c
         t.topk_ids, t.topk_probs = ti.tolist(), tv.tolist()
-        pr = torch.softmax(zr, -1)
+        pr = lr.exp()
         rank_raw = rank_of(zr, gid)
         t.raw = {
             "p_top1_raw": pr.max(-1).values.tolist(), "top1_id_raw": zr.argmax(-1).tolist(),
             "p_answer_raw": pr[:, gid].tolist(), "answer_rank_raw": rank_raw.tolist(),
-            "entropy_bits_raw": entropy_bits(zr).tolist(), "kl_norm_vs_raw_bits": kl_bits(z, zr).tolist(),
-            "kl_raw_vs_norm_bits": kl_bits(zr, z).tolist(), "js_bits": js_bits(z, zr).tolist(),
-            "l1_prob_diff": l1_prob_diff(z, zr).tolist(),
+            "entropy_bits_raw": entropy_bits_logp(lr).tolist(), "kl_norm_vs_raw_bits": kl_bits_logp(lz, lr).tolist(),
+            "kl_raw_vs_norm_bits": kl_bits_logp(lr, lz).tolist(), "js_bits": js_bits(z, zr).tolist(),
+            "l1_prob_diff": (p - pr).abs().sum(-1).tolist(),
             "norm_only_semantics": ((rank == 1) & (rank_raw != 1)).tolist(),
         }
 

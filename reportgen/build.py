@@ -145,8 +145,13 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     source, llm_info = "deterministic", {}
     if narrator is not None:
         sections, source, llm_info = narrator(data, facts, checks, prefix, derived, sections)
-    note = ("deterministic (no LLM configured)" if source == "deterministic" else
-            f"drafted by {llm_info.get('model', 'an LLM')} and validated against the facts")
+    model_name = Path(str(llm_info.get("model") or "an LLM")).name
+    if source != "deterministic":
+        note = f"drafted by {model_name} and validated against the facts"
+    elif llm_info.get("fallback"):
+        note = "deterministic (the LLM was unavailable; see the validation record)"
+    else:
+        note = "deterministic (no LLM configured)"
     text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
                   milestones=milestone_rows(facts))
     report = out / f"{alias}.md"

@@ -64,9 +64,9 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 def _llm_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", choices=["none", "openai", "local"], default=None,
-                   help="narrative drafter: none (deterministic), openai (any OpenAI-compatible server; "
-                        "default when OPENAI_BASE_URL or OPENAI_API_KEY is set), local (bundled SmolLM2 served on "
-                        "127.0.0.1)")
+                   help="narrative drafter: none (deterministic, the default), openai (any OpenAI-compatible "
+                        "server; OPENAI_API_KEY / OPENAI_BASE_URL as in the openai SDK), local (bundled SmolLM2 "
+                        "served by transformers serve on 127.0.0.1)")
     p.add_argument("--llm-model", help="model name sent to the server")
     p.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
     p.add_argument("--jobs", type=int, default=1, help="concurrent LLM drafts (default 1)")

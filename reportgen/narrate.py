@@ -1,12 +1,140 @@
-"""Choose the narrative drafter for a build: deterministic templates, or an LLM (filled in by the LLM issue)."""
+"""Draft the narrative with an LLM, validate it against the facts, re-ask, and fall back section by section.
+
+Nothing the LLM writes reaches a report unless every number, handle and quoted token of the sentence checks
+out; sentences that still fail after the re-ask rounds are dropped, and an empty section falls back to the
+deterministic text. What was removed is recorded beside the report (`<model>.validation.json`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from reportgen.errors import ReportError
+from reportgen.facts import FactSet
+from reportgen.llm import LLMClient, LLMConfig, LLMError, ResponseCache
+from reportgen.prompt import SECTION_ASKS, TOKEN_BUDGET, build_prompt, parse_sections
+from reportgen.rules import CheckResult
+from reportgen.structure import ReportData
+from reportgen.validate import drop_unsupported, findings_for_reask, to_record, validate_section
 
-def make_narrator(args: argparse.Namespace) -> tuple[Any, Callable[[], None]]:
-    """Return (narrator or None, cleanup)."""
-    return None, lambda: None
+MAX_ROUNDS = 2  # the first draft plus one re-ask with the findings
+
+
+class Narrator:
+    """Callable used by the build: (data, facts, checks, prefix, derived, fallback) -> (sections, source, info)."""
+
+    def __init__(self, config: LLMConfig, root: Path, cache_dir: Path | None = None,
+                 server_factory: Callable[[], Any] | None = None):
+        self.config, self.root = config, root
+        self.cache = ResponseCache(cache_dir or root / ".llm-cache")
+        self._server_factory = server_factory
+        self._server: Any = None
+        self._client: LLMClient | None = None
+        self._lock = threading.Lock()
+
+    def client(self) -> LLMClient:
+        """The shared client; for --llm local the server starts on first use (never when all drafts hit cache)."""
+        with self._lock:
+            if self._client is None:
+                cfg = self.config
+                if self._server_factory is not None:
+                    self._server = self._server_factory().start()
+                    cfg = cfg.with_endpoint(self._server.base_url, self._server.model)
+                self._client = LLMClient(cfg, self.cache)
+            return self._client
+
+    def close(self) -> None:
+        """Stop the local server if one was started."""
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __call__(self, data: ReportData, facts: FactSet, checks: list[CheckResult], prefix: str,
+                 derived: dict[str, str], fallback: dict[str, str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+        """Draft, validate, re-ask, and assemble the narrative sections of one report."""
+        info: dict[str, Any] = {"provider": self.config.provider, "model": self.config.model or "local model",
+                                "calls": 0, "cache_hits": 0, "rounds": 0,
+                                "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
+        findings_text, results, reply_sections = "", [], {}
+        try:
+            for _round in range(MAX_ROUNDS):
+                prompt = build_prompt(data, checks, prefix, derived, findings_text)
+                info["prompt_tokens_counted"] = prompt.n_tokens
+                if prompt.n_tokens > TOKEN_BUDGET:
+                    raise ReportError(f"prompt for {data.alias} is {prompt.n_tokens} tokens, over the "
+                                      f"{TOKEN_BUDGET}-token budget")
+                res = self.client().chat(prompt.messages)
+                info["rounds"] += 1
+                info["calls" if not res.cached else "cache_hits"] += 1
+                info["model"] = res.model or info["model"]
+                info["usage"]["prompt_tokens"] += res.prompt_tokens or 0
+                info["usage"]["completion_tokens"] += res.completion_tokens or 0
+                reply_sections = parse_sections(res.text)
+                results = [validate_section(s, reply_sections.get(s, ""), prompt.handles, checks, self.root)
+                           for s in SECTION_ASKS]
+                if not any(r.findings for r in results):
+                    break
+                findings_text = findings_for_reask(results)
+        except LLMError as e:
+            info["error"] = str(e)
+            record = {"error": str(e), "fallback_sections": list(SECTION_ASKS)}
+            _write_record(self.root, data.alias, record)
+            return fallback, "deterministic", {**info, "fallback": "LLM unavailable"}
+        sections, removed, fell_back = {}, [], []
+        for r in results:
+            text, dropped = drop_unsupported(r)
+            removed.extend(dropped)
+            if text.strip():
+                sections[r.section] = text
+            else:
+                sections[r.section] = fallback[r.section]
+                fell_back.append(r.section)
+        record = to_record(results, tuple(removed), tuple(fell_back))
+        record["llm"] = {k: v for k, v in info.items() if k != "error"}
+        _write_record(self.root, data.alias, record)
+        info.update({"removed_sentences": len(removed), "fallback_sections": fell_back})
+        if removed or fell_back:
+            sections = _with_notes(sections, removed, fell_back)
+        return sections, "llm", info
+
+
+def _with_notes(sections: dict[str, str], removed: list[str], fell_back: list[str]) -> dict[str, str]:
+    """Say in the report what validation removed, so a reader knows the narrative was filtered."""
+    note = []
+    if removed:
+        note.append(f"{len(removed)} drafted sentence(s) failed validation and were removed")
+    if fell_back:
+        note.append("deterministic text replaces the drafted " + ", ".join(fell_back))
+    out = dict(sections)
+    out["limitations"] = out["limitations"].rstrip() + "\n- Narrative validation: " + "; ".join(note) + \
+        " (details in the validation record beside this report)."
+    return out
+
+
+def _write_record(root: Path, alias: str, record: dict[str, Any]) -> None:
+    from reportgen.build import atomic_write
+
+    atomic_write(root / f"{alias}.validation.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def make_narrator(args: argparse.Namespace, out: Path | None = None) -> tuple[Narrator | None, Callable[[], None]]:
+    """Build the narrator the CLI flags ask for; (None, no-op) means the deterministic narrative."""
+    cfg = LLMConfig.from_env_and_flags(getattr(args, "llm", None), getattr(args, "llm_model", None),
+                                       getattr(args, "base_url", None))
+    if cfg.provider == "none":
+        return None, lambda: None
+    root = Path(out or getattr(args, "out", None) or args.reports_dir)
+    factory = None
+    if cfg.provider == "local":
+        from reportgen.localserver import LocalServer
+
+        def factory() -> Any:
+            return LocalServer(cfg.model) if cfg.model else LocalServer()
+
+    narrator = Narrator(cfg, root, server_factory=factory)
+    return narrator, narrator.close
