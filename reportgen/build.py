@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -57,21 +58,34 @@ def model_dirs(run_dir: Path) -> list[Path]:
     return dirs
 
 
+def snapshot_id(model_dir: Path) -> str:
+    """Content id of a model's artifacts: sha256 over (path, sha256) of each manifest artifact.
+
+    The manifest's timings are left out, so re-running a probe with identical results keeps the same id.
+    """
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+        pairs = sorted((a["path"], a["sha256"]) for a in manifest["artifacts"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ReportError(f"{model_dir / 'manifest.json'}: unreadable manifest ({e})") from e
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:12]
+
+
 def snapshot(src: Path, dest: Path) -> None:
-    """Copy a model's artifacts to dest atomically (temp dir + rename), so cited files travel with reports."""
+    """Copy a model's artifacts to `dest` (a content-addressed name) via a temp dir and one rename.
+
+    Snapshots are never rewritten in place: a new artifact set gets a new directory, so a report that still
+    cites the old one stays consistent until the report itself is replaced.
+    """
+    if dest.is_dir():
+        return
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         for p in sorted(src.iterdir()):
             if p.is_file():
                 shutil.copyfile(p, tmp / p.name)
-        old = dest.with_name(f".{dest.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        if dest.exists():
-            os.replace(dest, old)
         os.replace(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -83,18 +97,48 @@ def artifact_hashes(model_dir: Path) -> dict[str, str]:
 
 
 def write_derived(facts: FactSet, out: Path, alias: str) -> dict[str, str]:
-    """Write the derived facts of one model to OUT/derived/<alias>.json (one scalar per line) and return each
-    derived key's citation of its value line, so a derived number is auditable like any artifact number."""
+    """Write the derived facts of one model to a content-addressed `derived/<alias>-<hash>.json` (one scalar per
+    line) and return each derived key's citation of its value line, so a derived number is auditable like any
+    artifact number."""
     from reportgen.jsonmap import parse_json_map
 
     derived = [f for f in facts if f.sources]
     doc = {f.key.split(":", 1)[1]: {"value": f.value, "unit": f.unit, "formula": f.formula,
                                     "sources": list(f.sources)} for f in derived}
     text = json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
-    rel = f"derived/{alias}.json"
-    atomic_write(out / rel, text)
+    rel = f"derived/{alias}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
+    if not (out / rel).is_file():
+        atomic_write(out / rel, text)
     jm = parse_json_map(text, rel)
     return {f.key: f"{rel}:{jm.node((f.key.split(':', 1)[1], 'value')).line}" for f in derived}
+
+
+_CITED = re.compile(r"\b((?:artifacts|derived)/[A-Za-z0-9._-]+)")
+
+
+def collect_garbage(out: Path) -> list[str]:
+    """Delete snapshots and derived files that no report in `out` cites any more, and temp leftovers.
+
+    Runs after every build and refresh, so a killed run's half-written temp dirs are cleaned by the next one.
+    """
+    cited: set[str] = set()
+    for md in out.glob("*.md"):
+        cited.update(_CITED.findall(md.read_text(encoding="utf-8", errors="replace")))
+    removed = []
+    for sub in (ARTIFACTS, "derived"):
+        base = out / sub
+        for p in sorted(base.iterdir()) if base.is_dir() else []:
+            rel = f"{sub}/{p.name}"
+            if rel in cited:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(rel)
+    for p in out.glob(".*.md.*"):
+        p.unlink(missing_ok=True)
+    return removed
 
 
 def deterministic_narrative(data: ReportData, prefix: str, derived: dict[str, str]) -> dict[str, str]:
@@ -132,14 +176,15 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
             None keeps the deterministic narrative.
     """
     alias = model_dir.name
-    snap = out / ARTIFACTS / alias
+    sid = snapshot_id(model_dir)
+    snap = out / ARTIFACTS / f"{alias}-{sid}"
     if model_dir.resolve() != snap.resolve():
         snapshot(model_dir, snap)
     facts = extract_facts(snap)
     rules = load_rules(rule_files)
     checks = evaluate(rules, facts)
     data = build_data(alias, facts, checks)
-    prefix = f"{ARTIFACTS}/{alias}/"
+    prefix = f"{ARTIFACTS}/{alias}-{sid}/"
     derived = write_derived(facts, out, alias)
     sections = deterministic_narrative(data, prefix, derived)
     source, llm_info = "deterministic", {}
@@ -155,15 +200,16 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
                   milestones=milestone_rows(facts))
     report = out / f"{alias}.md"
+    # The report file is the commit point: it names its snapshot and derived file, both already complete.
     atomic_write(report, text)
     record = {
         "generator": "lensreport", "generator_version": reportgen.__version__,
         "templates_sha256": templates_hash(), "rules_sha256": rules_hash(rule_files),
         "rule_files": [str(p) for p in rule_files or []],
-        "source_run_dir": str(model_dir.resolve()), "artifacts_dir": f"{ARTIFACTS}/{alias}",
-        "artifacts_sha256": artifact_hashes(snap), "derived_sha256": hashlib.sha256(
-            (out / "derived" / f"{alias}.json").read_bytes()).hexdigest(),
-        "narrative_source": source, "llm": llm_info,
+        "source_run_dir": str(model_dir.resolve()), "snapshot_id": sid,
+        "artifacts_dir": f"{ARTIFACTS}/{alias}-{sid}", "artifacts_sha256": artifact_hashes(snap),
+        "narrative_source": source, "llm": {k: v for k, v in llm_info.items() if k != "usage"},
+        "llm_settings": narrator.settings() if narrator is not None and hasattr(narrator, "settings") else None,
         "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
     atomic_write(out / f"{alias}.build.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -191,4 +237,12 @@ def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         outcomes = list(tqdm(pool.map(one, dirs), total=len(dirs), desc="reports", unit="report",
                              disable=not progress))
+    from reportgen.cross import build_cross_report
+
+    if sum(o.error is None for o in outcomes) >= 1:
+        try:
+            build_cross_report(out)
+        except ReportError as e:
+            outcomes.append(BuildOutcome("cross-models", None, str(e)))
+    collect_garbage(out)
     return outcomes

@@ -49,6 +49,7 @@ def make_env(prefix: str, derived: dict[str, str] | None = None) -> jinja2.Envir
         "tok": md_token, "escape_md": escape_md, "exact": fmt_exact,
     })
     env.globals["cite"] = lambda *facts: citation([f for f in facts if f is not None], prefix, derived)
+    env.globals["cite_in"] = lambda pfx, *facts: citation([f for f in facts if f is not None], pfx, derived)
     env.globals["version"] = reportgen.__version__
     return env
 
