@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import json
 import re
-
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import Enum

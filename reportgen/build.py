@@ -168,14 +168,14 @@ def milestone_rows(facts: FactSet) -> list[dict[str, Any]]:
 
 
 def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None = None,
-                       narrator: Any = None) -> BuildOutcome:
+                       narrator: Any = None, name: str | None = None) -> BuildOutcome:
     """Snapshot, extract, check, render and record one model's report under `out`.
 
     Args:
         narrator: optional callable(data, facts, checks, prefix, deterministic) -> (sections, source, llm_info);
             None keeps the deterministic narrative.
     """
-    alias = model_dir.name
+    alias = name or model_dir.name
     sid = snapshot_id(model_dir)
     snap = out / ARTIFACTS / f"{alias}-{sid}"
     if model_dir.resolve() != snap.resolve():

@@ -18,6 +18,7 @@ string, not again on their own.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
@@ -26,7 +27,7 @@ from markdown_it.token import Token
 from reportgen.citations import Citation, find_citations
 from reportgen.numbers import NumberToken, extract_numbers
 
-__all__ = ["Claim", "extract_claims"]
+__all__ = ["Chunk", "Claim", "blank", "claim_values", "extract_claims", "inline_chunk", "sentence_spans"]
 
 _QUOTE = re.compile(
     r'"(?P<dq>[^"\n]+)"|\u201c(?P<cq>[^\u201d]+)\u201d|(?<![\w\'])\'(?P<sq>[^\'\n]+)\'(?![\w])'
@@ -59,7 +60,7 @@ class Claim:
 
 
 @dataclass(frozen=True)
-class _Chunk:
+class Chunk:
     """Plain text of one inline block with the offsets of its code spans and its first report line."""
 
     text: str
@@ -67,7 +68,7 @@ class _Chunk:
     first_line: int
 
 
-def _inline_chunk(inline: Token, first_line: int) -> _Chunk:
+def inline_chunk(inline: Token, first_line: int) -> Chunk:
     """Flatten an inline token to plain text; softbreaks stay newlines so offsets map back to report lines."""
     parts: list[str] = []
     code: list[tuple[int, int]] = []
@@ -83,16 +84,16 @@ def _inline_chunk(inline: Token, first_line: int) -> _Chunk:
             code.append((length, length + len(piece)))
         parts.append(piece)
         length += len(piece)
-    return _Chunk("".join(parts), tuple(code), first_line)
+    return Chunk("".join(parts), tuple(code), first_line)
 
 
-def _join_chunks(chunks: list[_Chunk], separator: str = " | ") -> _Chunk:
+def _join_chunks(chunks: list[Chunk], separator: str = " | ") -> Chunk:
     text, code, offset = [], [], 0
     for chunk in chunks:
         text.append(chunk.text)
         code.extend((start + offset, end + offset) for start, end in chunk.code_spans)
         offset += len(chunk.text) + len(separator)
-    return _Chunk(separator.join(text), tuple(code), chunks[0].first_line)
+    return Chunk(separator.join(text), tuple(code), chunks[0].first_line)
 
 
 def _is_sentence_end(text: str, index: int) -> bool:
@@ -105,7 +106,7 @@ def _is_sentence_end(text: str, index: int) -> bool:
     return word is None or word.group(0).lower() not in _ABBREVIATIONS
 
 
-def _sentence_spans(chunk: _Chunk) -> list[tuple[int, int]]:
+def _sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
     """Sentence boundaries outside brackets, double quotes and code spans."""
     spans, start, depth, quoted = [], 0, 0, False
     text = chunk.text
@@ -127,13 +128,41 @@ def _sentence_spans(chunk: _Chunk) -> list[tuple[int, int]]:
     return [span for span in spans if text[span[0] : span[1]].strip()]
 
 
-def _only_citations(text: str, citations: list[Citation]) -> bool:
+def _citation_spans(text: str) -> list[tuple[int, int]]:
+    return [citation.span for citation in find_citations(text)]
+
+
+def _only_citations(text: str, cited: list[tuple[int, int]]) -> bool:
     """Whether a sentence is nothing but citations and punctuation, as in ``Text. (a.json:3)``."""
-    rest = _blank(text, [citation.span for citation in citations])
-    return bool(citations) and not re.sub(r"[\s()\[\];,.:]", "", rest)
+    rest = blank(text, cited)
+    return bool(cited) and not re.sub(r"[\s()\[\];,.:]", "", rest)
 
 
-def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+def sentence_spans(
+    chunk: Chunk, cited: Callable[[str], list[tuple[int, int]]] = _citation_spans
+) -> list[tuple[int, int]]:
+    """Split a chunk into sentence spans; a sentence holding only citations joins the sentence before.
+
+    Args:
+        chunk: Plain text of one inline block.
+        cited: Returns the citation spans of a piece of text (by default our ``file:line`` citations);
+            a caller with other citation markers (e.g. fact handles) passes its own.
+
+    Returns:
+        ``(start, end)`` offsets into ``chunk.text``, in order, none of them blank.
+
+    """
+    merged: list[tuple[int, int]] = []
+    for start, end in _sentence_spans(chunk):
+        piece = chunk.text[start:end]
+        if merged and _only_citations(piece, cited(piece)):
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def blank(text: str, spans: list[tuple[int, int]]) -> str:
     """Replace spans by spaces, keeping every other offset in place."""
     chars = list(text)
     for start, end in spans:
@@ -141,24 +170,34 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _claim_values(
-    text: str, code: list[tuple[int, int]], citations: list[Citation], section: bool = True
+def claim_values(
+    text: str, code: list[tuple[int, int]], cited: list[tuple[int, int]], section: bool = True
 ) -> tuple[tuple[NumberToken, ...], tuple[str, ...]]:
-    """Collect the numbers and quoted strings a claim asserts, minus its citations and section number."""
-    cited = [citation.span for citation in citations]
+    """Collect the numbers and quoted strings a claim asserts, minus its citations and leading number.
+
+    Args:
+        text: The claim's plain text.
+        code: Offsets of its code spans in ``text``.
+        cited: Offsets of its citations in ``text``; their digits and paths are not claim values.
+        section: Drop a leading section number (``2.1``); False drops only an ordinal (``7.``/``7)``).
+
+    Returns:
+        The numbers, and the quoted strings and code spans with whitespace runs collapsed and stripped.
+
+    """
     free_code = [span for span in code if not any(_overlap(span, other) for other in cited)]
     # A code span holding just a number (`0.861`) is checked by value, any other code span as a literal.
     numeric_code = [span for span in free_code if _ONLY_NUMBER.match(text[span[0] : span[1]])]
     quotes = [text[start:end] for start, end in free_code if (start, end) not in numeric_code]
-    prose = _blank(text, cited + [span for span in code if span not in numeric_code])
+    prose = blank(text, cited + [span for span in code if span not in numeric_code])
     quote_spans = []
     for match in _QUOTE.finditer(prose):
         quotes.append(match.group("dq") or match.group("cq") or match.group("sq"))
         quote_spans.append(match.span())
-    prose = _blank(prose, quote_spans)
+    prose = blank(prose, quote_spans)
     # A table row's first cell is data ("0.1000 | ..."), so only an ordinal label is dropped there.
     if (match := (_SECTION_NUMBER if section else _ORDINAL).match(prose)) is not None:
-        prose = _blank(prose, [match.span()])
+        prose = blank(prose, [match.span()])
     stripped = [" ".join(quote.split()) for quote in quotes]
     # A quote of only ellipses and spaces ("…") asserts nothing.
     return tuple(extract_numbers(prose)), tuple(quote for quote in stripped if quote.strip("\u2026. "))
@@ -168,26 +207,19 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def _claim(chunk: _Chunk, start: int, end: int, line: int, section: bool = True) -> Claim | None:
+def _claim(chunk: Chunk, start: int, end: int, line: int, section: bool = True) -> Claim | None:
     text = chunk.text[start:end]
     citations = find_citations(text)
     if not citations:
         return None
     code = [(low - start, high - start) for low, high in chunk.code_spans if low >= start and high <= end]
-    numbers, quotes = _claim_values(text, code, citations, section)
+    numbers, quotes = claim_values(text, code, [citation.span for citation in citations], section)
     return Claim(line, text.strip(), tuple(citations), numbers, quotes)
 
 
-def _prose_claims(chunk: _Chunk) -> list[Claim]:
-    merged: list[tuple[int, int]] = []
-    for start, end in _sentence_spans(chunk):
-        piece = chunk.text[start:end]
-        if merged and _only_citations(piece, find_citations(piece)):
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
+def _prose_claims(chunk: Chunk) -> list[Claim]:
     claims = []
-    for start, end in merged:
+    for start, end in sentence_spans(chunk):
         leading = len(chunk.text[start:end]) - len(chunk.text[start:end].lstrip())
         line = chunk.first_line + chunk.text[: start + leading].count("\n")
         if (claim := _claim(chunk, start, end, line)) is not None:
@@ -195,7 +227,7 @@ def _prose_claims(chunk: _Chunk) -> list[Claim]:
     return claims
 
 
-def _table_row_claim(cells: list[_Chunk]) -> list[Claim]:
+def _table_row_claim(cells: list[Chunk]) -> list[Claim]:
     row = _join_chunks(cells)
     claim = _claim(row, 0, len(row.text), row.first_line, section=False)
     return [claim] if claim else []
@@ -213,7 +245,7 @@ def extract_claims(markdown: str) -> list[Claim]:
     """
     parser = MarkdownIt("commonmark").enable("table")
     claims: list[Claim] = []
-    row: list[_Chunk] | None = None
+    row: list[Chunk] | None = None
     for token in parser.parse(markdown):
         if token.type == "tr_open":
             row = []
@@ -221,7 +253,7 @@ def extract_claims(markdown: str) -> list[Claim]:
             claims.extend(_table_row_claim(row))
             row = None
         elif token.type == "inline" and token.map is not None:
-            chunk = _inline_chunk(token, token.map[0] + 1)
+            chunk = inline_chunk(token, token.map[0] + 1)
             if row is not None:
                 row.append(chunk)
             else:

@@ -6,11 +6,12 @@ import ast
 import enum
 import hashlib
 import operator
-import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from reportgen.errors import ReportError
 from reportgen.facts import Fact, FactSet

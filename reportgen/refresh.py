@@ -1,0 +1,153 @@
+"""Refresh a reports directory: rebuild only what went stale, decided by content hashes, never mtimes.
+
+A model report is stale when its source artifacts (by the manifest's per-file sha256), the templates, the rules,
+the generator version or the report file itself differ from its build record, or its snapshot is missing. The
+cross-model report is stale when any model report was rebuilt or its own inputs changed. Unchanged inputs mean
+no LLM call and no file written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import reportgen
+from reportgen.build import build_model_report, collect_garbage, snapshot_id
+from reportgen.cross import CROSS, build_cross_report
+from reportgen.errors import ReportError
+from reportgen.render import templates_hash
+from reportgen.rules import rules_hash
+
+
+@dataclass
+class Decision:
+    """Whether one report is rebuilt, and why."""
+
+    name: str
+    stale: bool
+    reasons: list[str] = field(default_factory=list)
+    source: Path | None = None
+    rule_files: list[Path] = field(default_factory=list)
+
+
+def _sha(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def _changed_files(record: dict[str, Any], source: Path) -> list[str]:
+    """Names of cited artifacts whose sha256 differs between the build record and the source's manifest."""
+    try:
+        manifest = json.loads((source / "manifest.json").read_text())
+        now = {a["path"]: a["sha256"] for a in manifest["artifacts"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return ["manifest.json (unreadable)"]
+    old = {k: v for k, v in record.get("artifacts_sha256", {}).items() if k != "manifest.json"}
+    return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
+
+
+def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
+    """Compare one model report's build record with the current inputs."""
+    name = record_path.name[: -len(".build.json")]
+    try:
+        rec = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ReportError(f"{record_path}: unreadable build record ({e}); rebuild with reportgen build") from e
+    rule_files = [Path(p) for p in rec.get("rule_files", [])]
+    d = Decision(name, False, rule_files=rule_files)
+    src = Path(rec.get("source_run_dir", ""))
+    if not (src / "manifest.json").is_file():
+        # The run directory is gone or moved: the snapshot is the source; nothing upstream can have changed.
+        src = out / rec.get("artifacts_dir", "")
+    d.source = src
+    if not (out / rec.get("artifacts_dir", "")).is_dir():
+        d.reasons.append(f"snapshot {rec.get('artifacts_dir')} missing")
+    if (src / "manifest.json").is_file() and snapshot_id(src) != rec.get("snapshot_id"):
+        d.reasons.append("artifacts changed: " + ", ".join(_changed_files(rec, src)))
+    if rec.get("templates_sha256") != tpl_hash:
+        d.reasons.append("templates changed")
+    try:
+        if rec.get("rules_sha256") != rules_hash(rule_files):
+            d.reasons.append("rules changed")
+    except OSError:
+        d.reasons.append("a rules file is missing")
+    if rec.get("generator_version") != reportgen.__version__:
+        d.reasons.append(f"generator {rec.get('generator_version')} -> {reportgen.__version__}")
+    if _sha(out / f"{name}.md") != rec.get("report_sha256"):
+        d.reasons.append("report file edited, missing or from an interrupted build")
+    d.stale = bool(d.reasons)
+    return d
+
+
+def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Decision:
+    """Staleness of cross-models.md."""
+    d = Decision(CROSS, False)
+    rec_path = out / f"{CROSS}.build.json"
+    if n_models < 2:
+        return d
+    if not rec_path.is_file():
+        d.reasons.append("no cross-model report yet")
+    else:
+        rec = json.loads(rec_path.read_text())
+        models = {p.name[: -len(".build.json")]: json.loads(p.read_text()).get("artifacts_dir")
+                  for p in out.glob("*.build.json") if p.name != f"{CROSS}.build.json"}
+        if rec.get("models") != models:
+            d.reasons.append("model snapshots changed")
+        if rec.get("templates_sha256") != tpl_hash:
+            d.reasons.append("templates changed")
+        if rec.get("generator_version") != reportgen.__version__:
+            d.reasons.append("generator version changed")
+        if _sha(out / f"{CROSS}.md") != rec.get("report_sha256"):
+            d.reasons.append("report file edited, missing or from an interrupted build")
+    if rebuilt:
+        d.reasons.append("a model report was rebuilt")
+    d.stale = bool(d.reasons)
+    return d
+
+
+def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 1) -> int:
+    """Rebuild the stale reports of `out` and print one line per report saying why it was rebuilt or kept.
+
+    Returns:
+        0 when every stale report was rebuilt (or none was stale), 1 when a rebuild failed.
+    """
+    t0 = time.perf_counter()
+    if not out.is_dir():
+        raise ReportError(f"{out}: not a reports directory")
+    records = sorted(p for p in out.glob("*.build.json") if p.name != f"{CROSS}.build.json")
+    if not records:
+        raise ReportError(f"{out}: no build records (*.build.json); build reports first with reportgen build")
+    tpl = templates_hash()
+    decisions = [decide(out, r, tpl) for r in records]
+    failed = 0
+    rebuilt = False
+    for d in decisions:
+        if not d.stale:
+            print(f"kept     {d.name}: up to date")
+            continue
+        verb = "stale   " if dry_run else "rebuilt "
+        if not dry_run:
+            try:
+                assert d.source is not None
+                build_model_report(d.source, out, d.rule_files or None, narrator, name=d.name)
+                rebuilt = True
+            except ReportError as e:
+                failed += 1
+                verb = "FAILED  "
+                d.reasons.append(str(e))
+        print(f"{verb} {d.name}: " + "; ".join(d.reasons))
+    cross = decide_cross(out, rebuilt, tpl, len(records))
+    if cross.stale:
+        if not dry_run:
+            build_cross_report(out)
+        print(f"{'stale   ' if dry_run else 'rebuilt '} {CROSS}: " + "; ".join(cross.reasons))
+    elif len(records) >= 2:
+        print(f"kept     {CROSS}: up to date")
+    if not dry_run and (rebuilt or cross.stale):
+        collect_garbage(out)
+    print(f"refresh: {sum(d.stale for d in decisions) + cross.stale} stale of {len(decisions) + (len(records) >= 2)}"
+          f" in {time.perf_counter() - t0:.2f} s{' (dry run)' if dry_run else ''}")
+    return 1 if failed else 0
