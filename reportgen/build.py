@@ -194,11 +194,11 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     if source != "deterministic":
         note = f"drafted by {model_name} and validated against the facts"
     elif llm_info.get("fallback"):
-        note = "deterministic (the LLM was unavailable; see the validation record)"
+        note = f"deterministic ({llm_info['fallback']}; see {alias}.validation.json)"
     else:
         note = "deterministic (no LLM configured)"
     text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
-                  milestones=milestone_rows(facts))
+                  snapshot_prefix=prefix, milestones=milestone_rows(facts))
     report = out / f"{alias}.md"
     # The report file is the commit point: it names its snapshot and derived file, both already complete.
     atomic_write(report, text)

@@ -43,9 +43,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             print(f"reportgen: {o.model}: FAILED: {o.error}", file=sys.stderr)
         else:
             tokens = o.llm.get("usage") or {}
-            extra = (f" (LLM {o.llm.get('model')}: {tokens.get('prompt_tokens', 0)} tokens sent, "
-                     f"{tokens.get('completion_tokens', 0)} received, {o.llm.get('calls', 0)} calls)"
-                     if o.narrative_source != "deterministic" or o.llm else "")
+            extra = (f" (LLM {Path(str(o.llm.get('model'))).name}: {o.llm.get('calls', 0)} calls, "
+                     f"{o.llm.get('cache_hits', 0)} cached; prompt {o.llm.get('prompt_tokens_counted', 0)} tokens "
+                     f"counted; usage {tokens.get('prompt_tokens', 0)} tokens sent, "
+                     f"{tokens.get('completion_tokens', 0)} received)" if o.llm else "")
             print(f"reportgen: {o.model}: {o.report} [{o.narrative_source}]{extra}")
     return 1 if failed else 0
 

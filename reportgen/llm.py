@@ -16,7 +16,7 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -219,20 +219,31 @@ class _Failure(Exception):
 class LLMClient:
     """Send chat requests with retries, consult the cache first, and keep `stats`."""
 
-    def __init__(self, config: LLMConfig, cache: ResponseCache | None = None) -> None:
+    def __init__(self, config: LLMConfig, cache: ResponseCache | None = None,
+                 connect: Callable[[], str] | None = None) -> None:
         """Create the SDK client with its retries off: the loop in `chat` is the only one.
+
+        Args:
+            connect: called on the first cache miss to start a server and return its base URL (for a local
+                server: a build whose replies are all cached never starts one).
 
         Raises:
             LLMError: the provider is none, or base_url/model are not set yet.
 
         """
-        if config.provider == "none" or not config.base_url or not config.model:
+        if config.provider == "none" or not config.model or not (config.base_url or connect):
             raise LLMError(f"no LLM endpoint in {config!r}; use --llm openai --llm-model NAME, or start a "
                            "LocalServer and call config.with_endpoint(server.base_url, server.model)")
         self.config, self.cache, self.stats = config, cache, LLMStats()
         self.dropped_params: set[str] = set()
-        key, timeout = config.api_key or _NO_KEY, config.timeout_s
-        self._client = openai.OpenAI(base_url=config.base_url, api_key=key, timeout=timeout, max_retries=0)
+        self._connect = connect
+        self._client: openai.OpenAI | None = None
+        if config.base_url:
+            self._open(config.base_url)
+
+    def _open(self, base_url: str) -> None:
+        key, timeout = self.config.api_key or _NO_KEY, self.config.timeout_s
+        self._client = openai.OpenAI(base_url=base_url, api_key=key, timeout=timeout, max_retries=0)
 
     def chat(self, messages: list[dict[str, Any]], *, extra: dict[str, Any] | None = None) -> ChatResult:
         """Return the reply to `messages`, from the cache when this exact request was answered before.
@@ -259,6 +270,8 @@ class LLMClient:
         if self.cache is not None and (hit := self.cache.get(key)) is not None:
             self.stats.cache_hits += 1
             return hit
+        if self._client is None and self._connect is not None:
+            self._open(self._connect())
         result = self._complete(messages, params)
         self.stats.completions += 1
         self.stats.prompt_tokens += result.prompt_tokens or 0
@@ -300,6 +313,7 @@ class LLMClient:
         """POST one request and parse the body ourselves, so a malformed reply gets a precise message."""
         known = {k: sent[k] for k in ("temperature", "seed", "max_tokens") if k in sent}
         others = {k: v for k, v in sent.items() if k not in known}
+        assert self._client is not None
         create = self._client.chat.completions.with_raw_response.create
         raw = create(model=self.config.model, messages=messages, extra_body=others or None, **known)
         return _parse_reply(raw.http_response.text, self.config.model or "")

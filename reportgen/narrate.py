@@ -11,6 +11,7 @@ import argparse
 import json
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +30,31 @@ class Narrator:
     """Callable used by the build: (data, facts, checks, prefix, derived, fallback) -> (sections, source, info)."""
 
     def __init__(self, config: LLMConfig, root: Path, cache_dir: Path | None = None,
-                 server_factory: Callable[[], Any] | None = None):
-        self.config, self.root = config, root
+                 server_factory: Callable[[], Any] | None = None, compact: bool = False):
+        self.config, self.root, self.compact = config, root, compact
         self.cache = ResponseCache(cache_dir or root / ".llm-cache")
         self._server_factory = server_factory
         self._server: Any = None
         self._client: LLMClient | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     def client(self) -> LLMClient:
-        """The shared client; for --llm local the server starts on first use (never when all drafts hit cache)."""
+        """The shared client. A local server starts on the first cache miss, never when every draft is cached."""
         with self._lock:
             if self._client is None:
-                cfg = self.config
+                connect = None
                 if self._server_factory is not None:
-                    self._server = self._server_factory().start()
-                    cfg = cfg.with_endpoint(self._server.base_url, self._server.model)
-                self._client = LLMClient(cfg, self.cache)
+                    def connect() -> str:
+                        with self._lock:
+                            if self._server is None:
+                                self._server = self._server_factory().start()
+                            return self._server.base_url
+                self._client = LLMClient(self.config, self.cache, connect=connect)
             return self._client
+
+    def settings(self) -> dict[str, Any]:
+        """What a refresh needs to draft the same way again (never the API key)."""
+        return {"provider": self.config.provider, "model": self.config.model, "base_url": self.config.base_url}
 
     def close(self) -> None:
         """Stop the local server if one was started."""
@@ -60,10 +68,10 @@ class Narrator:
         info: dict[str, Any] = {"provider": self.config.provider, "model": self.config.model or "local model",
                                 "calls": 0, "cache_hits": 0, "rounds": 0,
                                 "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
-        findings_text, results, reply_sections = "", [], {}
+        findings_text, results, reply_sections, drafts = "", [], {}, []
         try:
             for _round in range(MAX_ROUNDS):
-                prompt = build_prompt(data, checks, prefix, derived, findings_text)
+                prompt = build_prompt(data, checks, prefix, derived, findings_text, compact=self.compact)
                 info["prompt_tokens_counted"] = prompt.n_tokens
                 if prompt.n_tokens > TOKEN_BUDGET:
                     raise ReportError(f"prompt for {data.alias} is {prompt.n_tokens} tokens, over the "
@@ -74,6 +82,7 @@ class Narrator:
                 info["model"] = res.model or info["model"]
                 info["usage"]["prompt_tokens"] += res.prompt_tokens or 0
                 info["usage"]["completion_tokens"] += res.completion_tokens or 0
+                drafts.append(res.text[:4000])
                 reply_sections = parse_sections(res.text)
                 results = [validate_section(s, reply_sections.get(s, ""), prompt.handles, checks, self.root)
                            for s in SECTION_ASKS]
@@ -84,7 +93,7 @@ class Narrator:
             info["error"] = str(e)
             record = {"error": str(e), "fallback_sections": list(SECTION_ASKS)}
             _write_record(self.root, data.alias, record)
-            return fallback, "deterministic", {**info, "fallback": "LLM unavailable"}
+            return fallback, "deterministic", {**info, "fallback": "the LLM was unavailable"}
         sections, removed, fell_back = {}, [], []
         for r in results:
             text, dropped = drop_unsupported(r)
@@ -96,10 +105,13 @@ class Narrator:
                 fell_back.append(r.section)
         record = to_record(results, tuple(removed), tuple(fell_back))
         record["llm"] = {k: v for k, v in info.items() if k != "error"}
+        record["drafts"] = drafts
         _write_record(self.root, data.alias, record)
         info.update({"removed_sentences": len(removed), "fallback_sections": fell_back})
         if removed or fell_back:
             sections = _with_notes(sections, removed, fell_back)
+        if len(fell_back) == len(SECTION_ASKS):
+            return sections, "deterministic", {**info, "fallback": "every drafted section failed validation"}
         return sections, "llm", info
 
 
@@ -131,10 +143,17 @@ def make_narrator(args: argparse.Namespace, out: Path | None = None) -> tuple[Na
     root = Path(out or getattr(args, "out", None) or args.reports_dir)
     factory = None
     if cfg.provider == "local":
+        from probe.models import resolve_model
         from reportgen.localserver import LocalServer
 
-        def factory() -> Any:
-            return LocalServer(cfg.model) if cfg.model else LocalServer()
+        # The served directory is the model name the server expects, known before any server starts.
+        model_dir = cfg.model or resolve_model("smollm2").load_dir
+        # The bundled 135M model drafts slowly on CPU and rambles: a short budget keeps a build in minutes.
+        cfg = replace(cfg, model=str(model_dir), max_tokens=min(cfg.max_tokens, 256),
+                      timeout_s=max(cfg.timeout_s, 300.0))
 
-    narrator = Narrator(cfg, root, server_factory=factory)
+        def factory() -> Any:
+            return LocalServer(model_dir)
+
+    narrator = Narrator(cfg, root, server_factory=factory, compact=cfg.provider == "local")
     return narrator, narrator.close

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -34,15 +35,17 @@ class Prompt:
     n_tokens: int
 
 
-def select_facts(data: ReportData) -> list[tuple[str, Fact]]:
-    """The facts worth a handle: headline facts, the primary prompt's layer rows, the suite, temperatures."""
+def select_facts(data: ReportData, compact: bool = False) -> list[tuple[str, Fact]]:
+    """The facts worth a handle: headline facts, then (unless compact) the primary prompt's layer rows, the
+    suite and the temperatures. Compact sheets are for small local models, whose CPU prefill is the cost."""
     out: list[tuple[str, Fact]] = [(name, f) for name, f in data.F.items()
                                    if name not in {"weights_sha", "torch", "prompt_text"}]
+    if compact:
+        return out
+    # Per layer only what ranks-first reading needs; probabilities and KL per layer stay in the report table.
     for r in data.table:
         lay = r.layer.value
-        out += [(f"layer {lay} entropy", r.entropy), (f"layer {lay} top token", r.top1),
-                (f"layer {lay} answer rank", r.rank), (f"layer {lay} p_answer", r.p_answer),
-                (f"layer {lay} KL to final", r.kl)]
+        out += [(f"L{lay} entropy", r.entropy), (f"L{lay} top token", r.top1), (f"L{lay} answer rank", r.rank)]
     for s in data.suite:
         out += [(f"suite {s['answer'].value} semantic layer", s["fact"]),
                 (f"suite {s['answer'].value} final rank", s["final_rank"])]
@@ -78,11 +81,11 @@ def count_tokens(text: str) -> int:
 
 
 def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, derived: dict[str, str],
-                 findings: str = "", sections: tuple[str, ...] = tuple(SECTION_ASKS)) -> Prompt:
+                 findings: str = "", sections: tuple[str, ...] = tuple(SECTION_ASKS), compact: bool = False) -> Prompt:
     """Render the system and user messages for one model's narrative."""
     handles: dict[str, Handle] = {}
     lines = []
-    for i, (name, f) in enumerate(select_facts(data), 1):
+    for i, (name, f) in enumerate(select_facts(data, compact), 1):
         h = f"F{i}"
         handles[h] = Handle(h, f, citation([f], prefix, derived))
         lines.append(sheet_line(h, name, f))
@@ -98,12 +101,18 @@ def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, deriv
     return Prompt(messages, handles, count_tokens(system) + count_tokens(user))
 
 
+_HEADING = re.compile(r"^\s*(?:#+\s*|\*\*|\[)?\s*([A-Za-z ]+?)\s*(?:\*\*|\])?\s*:?\s*(?:\*\*)?\s*$")
+
+
 def parse_sections(text: str, wanted: tuple[str, ...] = tuple(SECTION_ASKS)) -> dict[str, str]:
-    """Split a reply into sections at `## name` lines; unknown headings and text before the first are ignored."""
+    """Split a reply into sections at heading lines (`## name`, `**Name**`, `[name]`, `Name:`); unknown
+    headings and text before the first are ignored."""
     out: dict[str, list[str]] = {}
     current: str | None = None
     for line in text.splitlines():
-        head = line.strip().lstrip("#").strip().lower().rstrip(":") if line.lstrip().startswith("#") else None
+        m = _HEADING.match(line)
+        head = m.group(1).strip().lower() if m and m.group(1).strip().lower() in wanted else (
+            line.strip().lstrip("#").strip().lower() if line.lstrip().startswith("#") else None)
         if head is not None:
             current = head if head in wanted else None
             if current is not None:
