@@ -192,6 +192,8 @@ def resolve_model(spec: str) -> ModelSource:
         gguf = b.gguf_path()
         return ModelSource(spec, "bundled", b.hub_id, str(dequantize_gguf(gguf)), gguf_file=str(gguf))
     path = Path(spec).expanduser()
+    if spec.endswith(".gguf") and not path.exists():
+        raise ProbeError(f"{spec}: no such GGUF file")
     if path.is_file():
         if path.suffix != ".gguf":
             raise ProbeError(f"{spec}: a model file must be a .gguf; for safetensors pass the directory")
@@ -310,4 +312,5 @@ def load_model(spec: str, device: str = "auto", dtype: str = "float32", device_m
         model.to(dev)
     model.eval()
     wpath = Path(source.gguf_file) if source.gguf_file else load_dir
-    return LoadedModel(model, tok, source, dev, dt, weights_sha256(wpath))
+    return LoadedModel(model, tok, source, dev, dt, weights_sha256(wpath),
+                       extra={"device_map": device_map} if device_map else {})
