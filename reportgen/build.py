@@ -47,6 +47,19 @@ def atomic_write(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Binary twin of atomic_write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def model_dirs(run_dir: Path) -> list[Path]:
     """Model directories of a run (those with a manifest), sorted by name."""
     if (run_dir / "manifest.json").is_file():
@@ -113,7 +126,7 @@ def write_derived(facts: FactSet, out: Path, alias: str) -> dict[str, str]:
     return {f.key: f"{rel}:{jm.node((f.key.split(':', 1)[1], 'value')).line}" for f in derived}
 
 
-_CITED = re.compile(r"\b((?:artifacts|derived)/[A-Za-z0-9._-]+)")
+_CITED = re.compile(r"\b((?:artifacts|derived|plots)/[A-Za-z0-9._-]+)")
 
 
 def collect_garbage(out: Path) -> list[str]:
@@ -125,7 +138,7 @@ def collect_garbage(out: Path) -> list[str]:
     for md in out.glob("*.md"):
         cited.update(_CITED.findall(md.read_text(encoding="utf-8", errors="replace")))
     removed = []
-    for sub in (ARTIFACTS, "derived"):
+    for sub in (ARTIFACTS, "derived", "plots"):
         base = out / sub
         for p in sorted(base.iterdir()) if base.is_dir() else []:
             rel = f"{sub}/{p.name}"
@@ -197,8 +210,11 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         note = f"deterministic ({llm_info['fallback']}; see {alias}.validation.json)"
     else:
         note = "deterministic (no LLM configured)"
+    from reportgen.plots import write_plot
+
+    plot = write_plot(data, out, f"{alias}-{sid}")
     text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
-                  snapshot_prefix=prefix, milestones=milestone_rows(facts))
+                  snapshot_prefix=prefix, milestones=milestone_rows(facts), plot=plot)
     report = out / f"{alias}.md"
     # The report file is the commit point: it names its snapshot and derived file, both already complete.
     atomic_write(report, text)
@@ -206,7 +222,7 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         "generator": "lensreport", "generator_version": reportgen.__version__,
         "templates_sha256": templates_hash(), "rules_sha256": rules_hash(rule_files),
         "rule_files": [str(p) for p in rule_files or []],
-        "source_run_dir": str(model_dir.resolve()), "snapshot_id": sid,
+        "source_run_dir": os.path.relpath(model_dir.resolve(), out.resolve()), "snapshot_id": sid,
         "artifacts_dir": f"{ARTIFACTS}/{alias}-{sid}", "artifacts_sha256": artifact_hashes(snap),
         "narrative_source": source, "llm": {k: v for k, v in llm_info.items() if k != "usage"},
         "llm_settings": narrator.settings() if narrator is not None and hasattr(narrator, "settings") else None,

@@ -58,7 +58,8 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
         raise ReportError(f"{record_path}: unreadable build record ({e}); rebuild with reportgen build") from e
     rule_files = [Path(p) for p in rec.get("rule_files", [])]
     d = Decision(name, False, rule_files=rule_files)
-    src = Path(rec.get("source_run_dir", ""))
+    # Recorded relative to the reports directory (absolute in older records), so a moved checkout still works.
+    src = out / rec.get("source_run_dir", "")
     if not (src / "manifest.json").is_file():
         # The run directory is gone or moved: the snapshot is the source; nothing upstream can have changed.
         src = out / rec.get("artifacts_dir", "")
