@@ -156,3 +156,15 @@ def test_local_server_end_to_end(one_model_run, tmp_path, capsys):
     assert reportgen_main(["build", str(one_model_run), "--out", str(out), "--llm", "local", "--quiet"]) == 0
     assert ": 0 calls, " in capsys.readouterr().out
     assert (out / "smollm2.md").read_bytes() == report
+
+
+def test_jobs_draft_reports_concurrently(probe_run, tmp_path):
+    stub = StubServer(good_reply)
+    out = tmp_path / "reports"
+    try:
+        outcomes = build_reports(probe_run, out, narrator=narrator_for(stub.url, out), jobs=2)
+    finally:
+        stub.close()
+    assert sorted(o.model for o in outcomes if o.error is None) == sorted(BUNDLED_MODELS)
+    assert len(stub.requests) == 2
+    assert (out / "cross-models.md").is_file()
