@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 from reportgen.structure import ReportData
 
+_LOCK = threading.Lock()
+
 
 def plot_layers(data: ReportData) -> bytes:
     """Render entropy (bits) and answer rank (log scale) per layer of the primary prompt as PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # The object API with its own Agg canvas, not pyplot: pyplot's global state is not thread-safe and
+    # reports are built concurrently with --jobs.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     layers = [int(r.layer.value) for r in data.table]
     entropy = [float(r.entropy.value) for r in data.table]
     rank = [int(r.rank.value) for r in data.table]
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
+    fig = Figure(figsize=(7, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     ax.plot(layers, entropy, color="tab:blue", marker="o", ms=3, label="entropy (bits)")
     ax.set_xlabel("layer (0 = embeddings)")
     ax.set_ylabel("entropy (bits)", color="tab:blue")
@@ -34,8 +39,8 @@ def plot_layers(data: ReportData) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     # No Software/date metadata, so the same data always gives the same bytes.
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
+    with _LOCK:  # Agg's font cache is shared between figures
+        fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 
