@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import subprocess
@@ -285,7 +284,3 @@ def probe_model(lm: LoadedModel, prompts: PromptSet, cfg: ProbeConfig, out_dir: 
     assert doc["schema_version"] == SCHEMA_VERSION
     return write_model_dir(out_dir / alias, doc, tables, manifest)
 
-
-def finite(x: float | None) -> bool:
-    """True for a real, finite number."""
-    return x is not None and not (math.isnan(x) or math.isinf(x))
