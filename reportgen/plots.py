@@ -13,8 +13,14 @@ _LOCK = threading.Lock()
 
 def plot_layers(data: ReportData) -> bytes:
     """Render entropy (bits) and answer rank (log scale) per layer of the primary prompt as PNG bytes."""
-    # The object API with its own Agg canvas, not pyplot: pyplot's global state is not thread-safe and
-    # reports are built concurrently with --jobs.
+    # matplotlib's font and property parsers (pyparsing) are not thread-safe, and --jobs builds reports in
+    # threads: one plot at a time.
+    with _LOCK:
+        return _plot(data)
+
+
+def _plot(data: ReportData) -> bytes:
+    # The object API with its own Agg canvas, not pyplot's global figure registry.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -39,8 +45,7 @@ def plot_layers(data: ReportData) -> bytes:
     fig.tight_layout()
     buf = io.BytesIO()
     # No Software/date metadata, so the same data always gives the same bytes.
-    with _LOCK:  # Agg's font cache is shared between figures
-        fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
 
 
