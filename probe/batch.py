@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from probe.artifacts import dumps_json
+from probe.artifacts import atomic_write_text, dumps_json
 from probe.errors import ProbeError
 from probe.prompts import PromptSet
 from probe.run import ProbeConfig, probe_model
@@ -69,6 +69,4 @@ def _merge_run_json(path: Path, status: dict[str, dict]) -> None:
         except (json.JSONDecodeError, AttributeError):
             old = {}
     old.update(status)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(dumps_json({"models": dict(sorted(old.items()))}))
-    tmp.replace(path)
+    atomic_write_text(path, dumps_json({"models": dict(sorted(old.items()))}))

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from probe.artifacts import atomic_write_text
 from probe.errors import ProbeError
 
 
@@ -128,15 +129,8 @@ def weights_sha256(path: Path) -> str:
         h.update(sha256_file(p).encode())
     digest = h.hexdigest() if len(files) > 1 else sha256_file(files[0])
     side.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(side, digest + "\n")
+    atomic_write_text(side, digest + "\n")
     return digest
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def dequantize_gguf(gguf: Path) -> Path:

@@ -4,8 +4,15 @@ import json
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertConfig, BertModel, Gemma2Config, Gemma2ForCausalLM, OPTConfig
-from transformers import OPTForCausalLM
+from transformers import (
+    AutoTokenizer,
+    BertConfig,
+    BertModel,
+    Gemma2Config,
+    Gemma2ForCausalLM,
+    OPTConfig,
+    OPTForCausalLM,
+)
 
 from probe.batch import run_batch
 from probe.errors import ProbeError

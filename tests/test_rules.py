@@ -1,6 +1,5 @@
 """The checklist rule engine: data-defined rules, verdicts with cited evidence, errors naming the rule."""
 
-import json
 
 import pytest
 
