@@ -1,0 +1,1 @@
+"""Jinja2 templates of reports and LLM prompts (shipped as package data)."""
