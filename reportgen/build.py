@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import reportgen
+from reportgen.contract import check_probe_json
 from reportgen.errors import ReportError
 from reportgen.facts import FactSet, extract_facts
 from reportgen.render import render, templates_hash
@@ -193,6 +194,7 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     snap = out / ARTIFACTS / f"{alias}-{sid}"
     if model_dir.resolve() != snap.resolve():
         snapshot(model_dir, snap)
+    check_probe_json(snap)
     facts = extract_facts(snap)
     rules = load_rules(rule_files)
     checks = evaluate(rules, facts)

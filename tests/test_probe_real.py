@@ -105,6 +105,18 @@ def test_json_validates_against_schema_and_one_scalar_per_line(probe_run, alias)
 
 
 @pytest.mark.parametrize("alias", BUNDLED_MODELS)
+def test_manifest_validates_and_hashes_match(probe_run, alias):
+    import hashlib
+
+    manifest = json.loads((probe_run / alias / "manifest.json").read_text())
+    jsonschema.validate(manifest, json.loads((SCHEMA.parent / "manifest.schema.json").read_text()))
+    for art in manifest["artifacts"]:
+        data = (probe_run / alias / art["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == art["sha256"] and len(data) == art["bytes"]
+        assert data.count(b"\n") == art["lines"]
+
+
+@pytest.mark.parametrize("alias", BUNDLED_MODELS)
 def test_milestones_never_null_by_accident(probe_run, alias):
     """Regression for the seed's always-null top-2/strong gates: every milestone the data supports is set."""
     doc = load_json(probe_run, alias)

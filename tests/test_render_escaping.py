@@ -4,6 +4,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import shutil
 
 import pytest
@@ -47,3 +48,21 @@ def test_hostile_token_cannot_break_the_layer_table(probe_run, tmp_path):
     assert html.count("<td>") == 8 and "<b>" not in html and "<img" not in html and "<code>" not in html
     assert "x|y`<b>" in html.replace("&lt;", "<").replace("&gt;", ">")  # shown as text, not markup
     assert [v for v in audit_report(out / "smollm2.md").verdicts if v.verdict is not Verdict.OK] == []
+
+
+@pytest.mark.slow
+def test_probe_json_off_contract_is_refused_with_its_line(probe_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(probe_run / "smollm2", run / "smollm2")
+    pj = run / "smollm2" / "probe.json"
+    text = re.sub(r'"p_top1": [0-9.e-]+', '"p_top1": "high"', pj.read_text(), count=1)
+    pj.write_text(text)
+    manifest = json.loads((run / "smollm2" / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        if art["path"] == "probe.json":
+            art["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (run / "smollm2" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (outcome,) = build_reports(run, tmp_path / "reports")
+    line = next(i for i, ln in enumerate(text.splitlines(), 1) if '"p_top1": "high"' in ln)
+    assert outcome.error.startswith(f"{tmp_path}/reports/artifacts/smollm2-")
+    assert f"probe.json:{line}: at headline.final.p_top1: 'high' is not of type 'number'" in outcome.error
