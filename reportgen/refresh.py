@@ -32,6 +32,7 @@ class Decision:
     reasons: list[str] = field(default_factory=list)
     source: Path | None = None
     rule_files: list[Path] = field(default_factory=list)
+    llm_settings: dict[str, Any] | None = None
 
 
 def _sha(path: Path) -> str | None:
@@ -57,7 +58,7 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     except (OSError, json.JSONDecodeError) as e:
         raise ReportError(f"{record_path}: unreadable build record ({e}); rebuild with reportgen build") from e
     rule_files = [Path(p) for p in rec.get("rule_files", [])]
-    d = Decision(name, False, rule_files=rule_files)
+    d = Decision(name, False, rule_files=rule_files, llm_settings=rec.get("llm_settings"))
     # Recorded relative to the reports directory (absolute in older records), so a moved checkout still works.
     src = out / rec.get("source_run_dir", "")
     if not (src / "manifest.json").is_file():
@@ -109,8 +110,40 @@ def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Deci
     return d
 
 
+class _Narrators:
+    """Narrators recreated from build records, so a refresh drafts the way the original build did."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self._made: dict[str, Any] = {}
+        self._closers: list[Any] = []
+
+    def get(self, settings: dict[str, Any] | None) -> Any:
+        if not settings or settings.get("provider") in (None, "none"):
+            return None
+        key = json.dumps(settings, sort_keys=True)
+        if key not in self._made:
+            import argparse
+
+            from reportgen.narrate import make_narrator
+
+            openai = settings["provider"] == "openai"
+            ns = argparse.Namespace(llm=settings["provider"], llm_model=settings.get("model") if openai else None,
+                                    base_url=settings.get("base_url") if openai else None)
+            self._made[key], closer = make_narrator(ns, self.out)
+            self._closers.append(closer)
+        return self._made[key]
+
+    def close(self) -> None:
+        for closer in self._closers:
+            closer()
+
+
 def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 1) -> int:
     """Rebuild the stale reports of `out` and print one line per report saying why it was rebuilt or kept.
+
+    Without an explicit `narrator`, each stale report is drafted the way its build record says it was (the
+    same LLM provider and model, the API key from the environment), or deterministically.
 
     Returns:
         0 when every stale report was rebuilt (or none was stale), 1 when a rebuild failed.
@@ -123,23 +156,11 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
         raise ReportError(f"{out}: no build records (*.build.json); build reports first with reportgen build")
     tpl = templates_hash()
     decisions = [decide(out, r, tpl) for r in records]
-    failed = 0
-    rebuilt = False
-    for d in decisions:
-        if not d.stale:
-            print(f"kept     {d.name}: up to date")
-            continue
-        verb = "stale   " if dry_run else "rebuilt "
-        if not dry_run:
-            try:
-                assert d.source is not None
-                build_model_report(d.source, out, d.rule_files or None, narrator, name=d.name)
-                rebuilt = True
-            except ReportError as e:
-                failed += 1
-                verb = "FAILED  "
-                d.reasons.append(str(e))
-        print(f"{verb} {d.name}: " + "; ".join(d.reasons))
+    recorded = _Narrators(out)
+    try:
+        rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded)
+    finally:
+        recorded.close()
     cross = decide_cross(out, rebuilt, tpl, len(records))
     if cross.stale:
         if not dry_run:
@@ -152,3 +173,26 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
     print(f"refresh: {sum(d.stale for d in decisions) + cross.stale} stale of {len(decisions) + (len(records) >= 2)}"
           f" in {time.perf_counter() - t0:.2f} s{' (dry run)' if dry_run else ''}")
     return 1 if failed else 0
+
+
+def _rebuild(out: Path, decisions: list[Decision], dry_run: bool, narrator: Any,
+             recorded: _Narrators) -> tuple[bool, int]:
+    """Rebuild the stale model reports; print a line for each decision. Returns (any rebuilt, failures)."""
+    failed, rebuilt = 0, False
+    for d in decisions:
+        if not d.stale:
+            print(f"kept     {d.name}: up to date")
+            continue
+        verb = "stale   " if dry_run else "rebuilt "
+        if not dry_run:
+            try:
+                assert d.source is not None
+                nar = narrator if narrator is not None else recorded.get(d.llm_settings)
+                build_model_report(d.source, out, d.rule_files or None, nar, name=d.name)
+                rebuilt = True
+            except ReportError as e:
+                failed += 1
+                verb = "FAILED  "
+                d.reasons.append(str(e))
+        print(f"{verb} {d.name}: " + "; ".join(d.reasons))
+    return rebuilt, failed

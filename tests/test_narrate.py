@@ -169,3 +169,24 @@ def test_jobs_draft_reports_concurrently(probe_run, tmp_path):
     # the scripted draft says 30 layers: right for smollm2, re-asked once for gemma (18 layers)
     assert len(stub.requests) == 3
     assert (out / "cross-models.md").is_file()
+
+
+def test_refresh_drafts_the_way_the_build_did(one_model_run, tmp_path, capsys):
+    from reportgen.refresh import refresh
+
+    stub = StubServer(good_reply)
+    out = tmp_path / "reports"
+    try:
+        build_reports(one_model_run, out, narrator=narrator_for(stub.url, out))
+        rec = out / "smollm2.build.json"
+        data = json.loads(rec.read_text())
+        assert data["llm_settings"] == {"provider": "openai", "model": "stub", "base_url": stub.url}
+        data["templates_sha256"] = "old"
+        rec.write_text(json.dumps(data))
+        assert refresh(out) == 0  # no narrator given: the recorded provider is used again
+    finally:
+        stub.close()
+    assert "rebuilt  smollm2: templates changed" in capsys.readouterr().out
+    assert json.loads(rec.read_text())["narrative_source"] == "llm"
+    assert "drafted by stub" in (out / "smollm2.md").read_text()
+    assert len(stub.requests) == 1  # the redraft of the same prompt came from the cache
