@@ -68,7 +68,7 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     if not (out / rec.get("artifacts_dir", "")).is_dir():
         d.reasons.append(f"snapshot {rec.get('artifacts_dir')} missing")
     if (src / "manifest.json").is_file() and snapshot_id(src) != rec.get("snapshot_id"):
-        d.reasons.append("artifacts changed: " + ", ".join(_changed_files(rec, src)))
+        d.reasons.append("artifacts changed: " + (", ".join(_changed_files(rec, src)) or "snapshot id differs"))
     if rec.get("templates_sha256") != tpl_hash:
         d.reasons.append("templates changed")
     try:
@@ -158,7 +158,7 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
     decisions = [decide(out, r, tpl) for r in records]
     recorded = _Narrators(out)
     try:
-        rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded)
+        rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded, jobs)
     finally:
         recorded.close()
     cross = decide_cross(out, rebuilt, tpl, len(records))
@@ -175,24 +175,30 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
     return 1 if failed else 0
 
 
-def _rebuild(out: Path, decisions: list[Decision], dry_run: bool, narrator: Any,
-             recorded: _Narrators) -> tuple[bool, int]:
-    """Rebuild the stale model reports; print a line for each decision. Returns (any rebuilt, failures)."""
-    failed, rebuilt = 0, False
-    for d in decisions:
+def _rebuild(out: Path, decisions: list[Decision], dry_run: bool, narrator: Any, recorded: _Narrators,
+             jobs: int = 1) -> tuple[bool, int]:
+    """Rebuild the stale model reports (jobs > 1: concurrently); print a line per decision in order.
+
+    Returns:
+        (whether any report was rebuilt, number of failed rebuilds).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(d: Decision) -> str:
         if not d.stale:
-            print(f"kept     {d.name}: up to date")
-            continue
-        verb = "stale   " if dry_run else "rebuilt "
-        if not dry_run:
-            try:
-                assert d.source is not None
-                nar = narrator if narrator is not None else recorded.get(d.llm_settings)
-                build_model_report(d.source, out, d.rule_files or None, nar, name=d.name)
-                rebuilt = True
-            except ReportError as e:
-                failed += 1
-                verb = "FAILED  "
-                d.reasons.append(str(e))
-        print(f"{verb} {d.name}: " + "; ".join(d.reasons))
-    return rebuilt, failed
+            return f"kept     {d.name}: up to date"
+        if dry_run:
+            return f"stale    {d.name}: " + "; ".join(d.reasons)
+        try:
+            assert d.source is not None
+            nar = narrator if narrator is not None else recorded.get(d.llm_settings)
+            build_model_report(d.source, out, d.rule_files or None, nar, name=d.name)
+            return f"rebuilt  {d.name}: " + "; ".join(d.reasons)
+        except ReportError as e:
+            return f"FAILED   {d.name}: " + "; ".join([*d.reasons, str(e)])
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        lines = list(pool.map(one, decisions))
+    for line in lines:
+        print(line)
+    return any(ln.startswith("rebuilt") for ln in lines), sum(ln.startswith("FAILED") for ln in lines)
