@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import reportgen
+from probe.artifacts import atomic_write_text as atomic_write  # one atomic writer for both packages
 from reportgen.contract import check_probe_json
 from reportgen.errors import ReportError
 from reportgen.facts import FactSet, extract_facts
@@ -33,19 +34,6 @@ class BuildOutcome:
     error: str | None = None
     narrative_source: str = "deterministic"
     llm: dict[str, Any] = field(default_factory=dict)
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
