@@ -153,3 +153,16 @@ def _check_derived(fact: Any, factset: Any) -> None:
     assert fact.cite() == "; ".join(expected), f"{fact.key}: cites {fact.cite()!r}, sources give {expected}"
     first = factset.get(fact.sources[0])
     assert (fact.file, fact.line) == (first.file, first.line), f"{fact.key}: file/line not its first source's"
+
+
+def rewrite_artifact(model_dir, name, text):
+    """Replace one artifact's text and update its sha256 in the manifest, as a rerun would."""
+    import hashlib
+    import json
+
+    (model_dir / name).write_text(text)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for art in manifest["artifacts"]:
+        if art["path"] == name:
+            art["sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))

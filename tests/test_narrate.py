@@ -68,39 +68,40 @@ def good_reply(req, n):
             f"## limitations\n- One prompt family is probed.\n## fingerprint\nLate collapse at L 30 [{h['L_sem']}].\n")
 
 
+def build_with_stub(reply, run, out, **kw):
+    """Build reports with the narrative drafted by a scripted server; returns (outcomes, stub requests)."""
+    stub = StubServer(reply)
+    try:
+        return build_reports(run, out, narrator=narrator_for(stub.url, out), **kw), stub.requests
+    finally:
+        stub.close()
+
+
 def narrator_for(url, out):
     cfg = LLMConfig(provider="openai", model="stub", base_url=url, max_retries=1, backoff_base_s=0.01)
     return Narrator(cfg, out)
 
 
 def test_valid_draft_is_published_with_citations(one_model_run, tmp_path):
-    stub = StubServer(good_reply)
     out = tmp_path / "reports"
-    try:
-        (o,) = [o for o in build_reports(one_model_run, out, narrator=narrator_for(stub.url, out))
-                if o.model == "smollm2"]
-    finally:
-        stub.close()
-    assert o.narrative_source == "llm" and len(stub.requests) == 1
+    outcomes, requests = build_with_stub(good_reply, one_model_run, out)
+    (o,) = [o for o in outcomes if o.model == "smollm2"]
+    assert o.narrative_source == "llm" and len(requests) == 1
     text = (out / "smollm2.md").read_text()
     assert re.search(r"The model has 30 layers \(artifacts/smollm2-\w+/probe\.json:\d+\)\.", text)
     assert "drafted by stub" in text
     assert audit_ok(out / "smollm2.md") == []
-    assert stub.requests[0]["temperature"] == 0 and stub.requests[0]["seed"] == 0
+    assert requests[0]["temperature"] == 0 and requests[0]["seed"] == 0
 
 
 def test_bad_draft_is_reasked_then_fixed(one_model_run, tmp_path):
     def reply(req, n):
         return good_reply(req, n).replace("has 30 layers", "has 31 layers") if n == 1 else good_reply(req, n)
 
-    stub = StubServer(reply)
     out = tmp_path / "reports"
-    try:
-        build_reports(one_model_run, out, narrator=narrator_for(stub.url, out))
-    finally:
-        stub.close()
-    assert len(stub.requests) == 2
-    reask = stub.requests[1]["messages"][-1]["content"]
+    _, requests = build_with_stub(reply, one_model_run, out)
+    assert len(requests) == 2
+    reask = requests[1]["messages"][-1]["content"]
     assert "previous draft had these problems" in reask and "31" in reask
     assert "has 30 layers (" in (out / "smollm2.md").read_text()
     assert audit_ok(out / "smollm2.md") == []
@@ -112,13 +113,9 @@ def test_persistent_errors_are_dropped_and_reported(one_model_run, tmp_path):
             "The model has 30 layers", "The model has 31 layers").replace(
             "- One prompt family is probed.", "- See ![x](http://evil.example/p.png) <b>now</b>.")
 
-    stub = StubServer(reply)
     out = tmp_path / "reports"
-    try:
-        build_reports(one_model_run, out, narrator=narrator_for(stub.url, out))
-    finally:
-        stub.close()
-    assert len(stub.requests) == 2  # bounded: first draft plus one re-ask
+    _, requests = build_with_stub(reply, one_model_run, out)
+    assert len(requests) == 2  # bounded: first draft plus one re-ask
     text = (out / "smollm2.md").read_text()
     assert "31 layers" not in text and "evil.example" not in text and "<b>" not in text
     assert "The answer first becomes the top token at L 30 (" in text
@@ -159,15 +156,11 @@ def test_local_server_end_to_end(one_model_run, tmp_path, capsys):
 
 
 def test_jobs_draft_reports_concurrently(probe_run, tmp_path):
-    stub = StubServer(good_reply)
     out = tmp_path / "reports"
-    try:
-        outcomes = build_reports(probe_run, out, narrator=narrator_for(stub.url, out), jobs=2)
-    finally:
-        stub.close()
+    outcomes, requests = build_with_stub(good_reply, probe_run, out, jobs=2)
     assert [(o.model, o.error) for o in outcomes] == [(m, None) for m in sorted(BUNDLED_MODELS)]
     # the scripted draft says 30 layers: right for smollm2, re-asked once for gemma (18 layers)
-    assert len(stub.requests) == 3
+    assert len(requests) == 3
     assert (out / "cross-models.md").is_file()
 
 

@@ -1,9 +1,7 @@
 """Templates fail loudly on missing variables; hostile token strings cannot break a real report's table."""
 
 import csv
-import hashlib
 import io
-import json
 import re
 import shutil
 
@@ -14,6 +12,7 @@ from reportgen.audit import Verdict, audit_report
 from reportgen.build import build_reports
 from reportgen.errors import ReportError
 from reportgen.render import render
+from tests.helpers_facts import rewrite_artifact
 
 
 def test_missing_template_variable_is_an_error_naming_the_template():
@@ -32,13 +31,7 @@ def test_hostile_token_cannot_break_the_layer_table(probe_run, tmp_path):
     hit[col] = "x|y`<b>![i](http://e/)*"
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
-    text = buf.getvalue()
-    csv_path.write_text(text)
-    manifest = json.loads((run / "smollm2" / "manifest.json").read_text())
-    for art in manifest["artifacts"]:
-        if art["path"] == "pure-next-token.csv":
-            art["sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    (run / "smollm2" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    rewrite_artifact(run / "smollm2", "pure-next-token.csv", buf.getvalue())
     out = tmp_path / "reports"
     assert [o.error for o in build_reports(run, out)] == [None]
     md = (out / "smollm2.md").read_text()
@@ -56,12 +49,7 @@ def test_probe_json_off_contract_is_refused_with_its_line(probe_run, tmp_path):
     shutil.copytree(probe_run / "smollm2", run / "smollm2")
     pj = run / "smollm2" / "probe.json"
     text = re.sub(r'"p_top1": [0-9.e-]+', '"p_top1": "high"', pj.read_text(), count=1)
-    pj.write_text(text)
-    manifest = json.loads((run / "smollm2" / "manifest.json").read_text())
-    for art in manifest["artifacts"]:
-        if art["path"] == "probe.json":
-            art["sha256"] = hashlib.sha256(text.encode()).hexdigest()
-    (run / "smollm2" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    rewrite_artifact(run / "smollm2", "probe.json", text)
     (outcome,) = build_reports(run, tmp_path / "reports")
     line = next(i for i, ln in enumerate(text.splitlines(), 1) if '"p_top1": "high"' in ln)
     assert outcome.error.startswith(f"{tmp_path}/reports/artifacts/smollm2-")
