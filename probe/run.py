@@ -194,7 +194,9 @@ class Prober:
             "answer_logit_gap": logit_gap(z, gid).tolist(),
             "kl_to_final_bits": kl_bits_logp(lz, lf).tolist(), "kl_final_to_layer_bits": kl_bits_logp(lf, lz).tolist(),
             "cos_to_final": cosine(z, final).tolist(),
-            "control_margin": ((p[:, other.first_id] - p[:, gid]).tolist() if other is not None and
+            # On the control prompt (gold gid = the control answer): p(control answer) - p(primary answer), so a
+            # positive margin means the control prompt is answered by its own answer. Probe < 0.2 wrote the negation.
+            "control_margin": ((p[:, gid] - p[:, other.first_id]).tolist() if other is not None and
                                t.role == "control" else [None] * n1),
             "resid_norm": h.norm(dim=-1).tolist(), "norm_ratio": (hn.norm(dim=-1) / h.norm(dim=-1)).tolist(),
             "cos_raw_normed": cosine(h, hn).tolist(),

@@ -14,9 +14,11 @@ from typing import Any
 
 import reportgen
 from probe.artifacts import atomic_write_text as atomic_write  # one atomic writer for both packages
+from reportgen.bound import Binding
 from reportgen.contract import check_probe_json
 from reportgen.errors import ReportError
 from reportgen.facts import FactSet, extract_facts
+from reportgen.jsonmap import format_path
 from reportgen.render import render, templates_hash
 from reportgen.rules import evaluate, load_rules, rules_hash
 from reportgen.structure import J, ReportData, build_data
@@ -98,21 +100,26 @@ def artifact_hashes(model_dir: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir()) if p.is_file()}
 
 
-def write_derived(facts: FactSet, out: Path, alias: str) -> dict[str, str]:
+def write_derived(facts: FactSet, out: Path, alias: str, prefix: str = "") -> dict[str, Binding]:
     """Write the derived facts of one model to a content-addressed `derived/<alias>-<hash>.json` (one scalar per
-    line) and return each derived key's citation of its value line, so a derived number is auditable like any
-    artifact number."""
+    line) and return each derived key's binding to its value line, so a derived value is auditable like any
+    artifact value. Each entry names its formula and the artifact lines of its sources."""
     from reportgen.jsonmap import parse_json_map
 
     derived = [f for f in facts if f.sources]
     doc = {f.key.split(":", 1)[1]: {"value": f.value, "unit": f.unit, "formula": f.formula,
-                                    "sources": list(f.sources)} for f in derived}
+                                    "sources": list(f.sources), "source_lines": [prefix + c for c in f.source_citations]}
+           for f in derived}
     text = json.dumps(doc, indent=2, ensure_ascii=True) + "\n"
     rel = f"derived/{alias}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.json"
     if not (out / rel).is_file():
         atomic_write(out / rel, text)
     jm = parse_json_map(text, rel)
-    return {f.key: f"{rel}:{jm.node((f.key.split(':', 1)[1], 'value')).line}" for f in derived}
+    bindings = {}
+    for f in derived:
+        path = (f.key.split(":", 1)[1], "value")
+        bindings[f.key] = Binding(rel, jm.node(path).line, format_path(path))
+    return bindings
 
 
 _CITED = re.compile(r"\b((?:artifacts|derived|plots)/[A-Za-z0-9._-]+)")
@@ -143,7 +150,7 @@ def collect_garbage(out: Path) -> list[str]:
     return removed
 
 
-def deterministic_narrative(data: ReportData, prefix: str, derived: dict[str, str]) -> dict[str, str]:
+def deterministic_narrative(data: ReportData, prefix: str, derived: dict[str, Binding]) -> dict[str, str]:
     """The narrative sections written from templates alone (no LLM)."""
     return {s: render(f"narrative/{s}.md.j2", prefix, derived, d=data).strip() for s in NARRATIVE_SECTIONS}
 
@@ -188,7 +195,7 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     checks = evaluate(rules, facts)
     data = build_data(alias, facts, checks)
     prefix = f"{ARTIFACTS}/{alias}-{sid}/"
-    derived = write_derived(facts, out, alias)
+    derived = write_derived(facts, out, alias, prefix)
     sections = deterministic_narrative(data, prefix, derived)
     source, llm_info = "deterministic", {}
     if narrator is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import reportgen
@@ -44,12 +44,18 @@ class ModelRow:
 
 def _row(out: Path, alias: str, snapshot: str) -> ModelRow:
     facts = extract_facts(out / snapshot)
-    F = {name: facts.get(J(*path)) for name, path in COLUMNS.items()}
+
+    def fact(key: str) -> Fact:
+        # Facts carry their file relative to the reports dir, so one template binds values of several snapshots.
+        f = facts.get(key)
+        return replace(f, key=f"{snapshot}/{f.key}", file=f"{snapshot}/{f.file}")
+
+    F = {name: fact(J(*path)) for name, path in COLUMNS.items()}
     primary = facts.get(J("prompt_set", "primary")).value
     for key in ("delta_L_semantic", "L_semantic_orig", "L_semantic_nf"):
         k = J("ablation", str(primary), key)
         if k in facts:
-            F[key] = facts.get(k)
+            F[key] = fact(k)
     return ModelRow(alias, snapshot, F)
 
 
@@ -66,7 +72,7 @@ def build_cross_report(out: Path) -> Path | None:
         return None
     from reportgen.build import atomic_write
 
-    text = render("cross_models.md.j2", "", rows=rows, prefix_of={r.alias: r.snapshot + "/" for r in rows})
+    text = render("cross_models.md.j2", "", rows=rows)
     atomic_write(out / f"{CROSS}.md", text)
     record = {"generator_version": reportgen.__version__, "templates_sha256": templates_hash(),
               "models": {r.alias: r.snapshot for r in rows},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
 import unicodedata
 from typing import Any
 
@@ -67,7 +68,10 @@ def fmt_prob(f: Fact | float) -> str:
 def fmt_pct(f: Fact | float) -> str:
     """A fraction as a percentage with 1 decimal (0.7568 -> 75.7%)."""
     v = f.value if isinstance(f, Fact) else f
-    return "n/a" if v is None else f"{100 * float(v):.1f}%"
+    if v is None:
+        return "n/a"
+    # Decimal: 100 * float can land an ulp off a rounding boundary, and the audit rounds the decimal value.
+    return f"{(Decimal(repr(float(v))) * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN)}%"
 
 
 def fmt_layer(f: Fact | int | None) -> str:

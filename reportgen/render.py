@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 from importlib.resources import files
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jinja2
 
 import reportgen
+from reportgen.bound import Binding, link
 from reportgen.errors import ReportError
 from reportgen.facts import Fact
 from reportgen.formatting import escape_md, fmt_bits, fmt_fact, fmt_layer, fmt_num, fmt_pct, fmt_prob, md_token
@@ -17,20 +19,24 @@ from reportgen.formatting import escape_md, fmt_bits, fmt_fact, fmt_layer, fmt_n
 TEMPLATES_DIR = Path(str(files("templates")))
 
 
-def citation(facts: tuple[Fact, ...] | list[Fact], prefix: str, derived: dict[str, str] | None = None) -> str:
-    """'(prefix/file:line; prefix/file:line)' for the given facts, de-duplicated.
+def binding_for(f: Fact, prefix: str, derived: dict[str, Binding] | None = None) -> Binding:
+    """The artifact line a fact's printed value is bound to: its own line, or its line in the derived-facts file.
 
-    A derived fact cites the line of its value in the derived-facts file (`derived` maps its key to that
-    citation) and then every source it was computed from.
+    Raises:
+        ReportError: A derived fact that has no line in the derived-facts file.
     """
-    cites: dict[str, None] = {}
-    for f in facts:
-        if f.sources:
-            if derived is None or f.key not in derived:
-                raise ReportError(f"derived fact {f.key!r} has no line in the derived-facts file")
-            cites[derived[f.key]] = None
-        for c in (f.source_citations or (f.cite(),)):
-            cites[f"{prefix}{c}"] = None
+    if f.sources:
+        if derived is None or f.key not in derived:
+            raise ReportError(f"derived fact {f.key!r} has no line in the derived-facts file")
+        return derived[f.key]
+    # probe.json:headline.x -> headline.x; pure-next-token.csv[k=v].col -> [k=v].col
+    key = f.key[len(f.file):].removeprefix(":")
+    return Binding(f"{prefix}{f.file}", f.line, key)
+
+
+def citation(facts: tuple[Fact, ...] | list[Fact], prefix: str, derived: dict[str, Binding] | None = None) -> str:
+    """'(prefix/file:line; …)' for the given facts, de-duplicated (the LLM fact sheet shows where facts live)."""
+    cites = dict.fromkeys(f"{b.path}:{b.line}" for b in (binding_for(f, prefix, derived) for f in facts))
     return "(" + "; ".join(cites) + ")"
 
 
@@ -40,21 +46,47 @@ def fmt_exact(f: Fact | float) -> str:
     return "n/a" if v is None else f"{v:g}"
 
 
-def make_env(prefix: str, derived: dict[str, str] | None = None) -> jinja2.Environment:
-    """A Jinja environment whose filters format numbers and cite facts under `prefix` (e.g. 'artifacts/m/')."""
+def fmt_verdict(f: Fact) -> str:
+    """A checklist verdict fact (true, false, null) as ✓, ✗ or n.a."""
+    return {True: "\u2713", False: "\u2717"}.get(f.value, "n.a.")  # type: ignore[arg-type]
+
+
+def fmt_direction(f: Fact) -> str:
+    """A signed change as the word a sentence needs: rises, falls or stays flat."""
+    v = f.value
+    return "n/a" if v is None else "rises" if v > 0 else "falls" if v < 0 else "unchanged"
+
+
+FORMATS: dict[str, Callable[..., str]] = {
+    "v": fmt_fact, "bits": fmt_bits, "prob": fmt_prob, "pct": fmt_pct, "layer": fmt_layer, "sig": fmt_num,
+    "tok": md_token, "exact": fmt_exact, "verdict": fmt_verdict, "direction": fmt_direction,
+}
+
+
+def bound_value(f: Fact, fmt: str, prefix: str, derived: dict[str, Binding] | None = None) -> str:
+    """A fact printed with the named format and bound to its line as a markdown link."""
+    return link(FORMATS[fmt](f), binding_for(f, prefix, derived))
+
+
+def make_env(prefix: str, derived: dict[str, Binding] | None = None) -> jinja2.Environment:
+    """A Jinja environment whose filters print a fact as a link bound to its artifact line under `prefix`."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
                              autoescape=False, keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update({
-        "v": fmt_fact, "bits": fmt_bits, "prob": fmt_prob, "pct": fmt_pct, "layer": fmt_layer, "sig": fmt_num,
-        "tok": md_token, "escape_md": escape_md, "exact": fmt_exact,
-    })
-    env.globals["cite"] = lambda *facts: citation([f for f in facts if f is not None], prefix, derived)
-    env.globals["cite_in"] = lambda pfx, *facts: citation([f for f in facts if f is not None], pfx, derived)
+
+    def bound(fmt: str) -> Callable[[Any], str]:
+        def apply(f: Any) -> str:
+            if not isinstance(f, Fact):
+                raise ReportError(f"filter {fmt!r} needs a fact (to bind its value to a line), got {f!r}")
+            return bound_value(f, fmt, prefix, derived)
+        return apply
+
+    env.filters.update({name: bound(name) for name in FORMATS})
+    env.filters["escape_md"] = escape_md
     env.globals["version"] = reportgen.__version__
     return env
 
 
-def render(template: str, prefix: str, derived: dict[str, str] | None = None, **context: Any) -> str:
+def render(template: str, prefix: str, derived: dict[str, Binding] | None = None, **context: Any) -> str:
     """Render one template.
 
     Raises:

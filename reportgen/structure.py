@@ -7,7 +7,7 @@ from typing import Any
 
 from reportgen.facts import Fact, FactSet
 from reportgen.jsonmap import format_path
-from reportgen.rules import CheckResult
+from reportgen.rules import CheckResult, Verdict
 
 PURE = "pure-next-token.csv"
 
@@ -49,6 +49,7 @@ class ReportData:
     tests: list[dict[str, Fact]]
     checks: list[CheckResult]
     flags: dict[str, Any] = field(default_factory=dict)
+    verdicts: dict[str, Fact] = field(default_factory=dict)  # rule id -> derived verdict fact (true/false/null)
 
 
 # name in templates -> probe.json path
@@ -153,7 +154,25 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
                       "entropy": facts.get(J("test_prompts", i, "entropy_bits"))})
         i += 1
     flags = {"has_control": J("control", "first_control_margin_pos") in facts}
-    return ReportData(alias, F, table, suite, temps, tests, checks, flags)
+    first, last = table[0].entropy, table[-1].entropy
+    if first.value is not None and last.value is not None:
+        F["entropy_change"] = facts.add_derived("derived:entropy_change_first_to_last", last.value - first.value,
+                                                "bits", [first.key, last.key], "entropy(last) - entropy(first)")
+    data = ReportData(alias, F, table, suite, temps, tests, checks, flags, add_verdicts(facts, checks))
+    from reportgen.sheet import add_sheet_facts  # late: sheet builds on this module
+
+    add_sheet_facts(facts, data)
+    return data
+
+
+_VERDICT_VALUE = {Verdict.PASS: True, Verdict.FAIL: False, Verdict.NA: None}
+
+
+def add_verdicts(facts: FactSet, checks: list[CheckResult]) -> dict[str, Fact]:
+    """Each checklist verdict as a derived fact (true ✓, false ✗, null n.a.) so a printed ✓ is bound like a number."""
+    return {c.rule.id: facts.add_derived(f"derived:check_{c.rule.id}", _VERDICT_VALUE[c.verdict], "verdict",
+                                         [f.key for _, f in c.evidence], c.rule.check)
+            for c in checks if c.evidence}
 
 
 def facts_keys(facts: FactSet) -> list[str]:
