@@ -27,6 +27,7 @@ a number outside every link is ``unbound``: nothing unverified is published.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 import unicodedata
@@ -40,7 +41,7 @@ from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
 from reportgen.facts import infer_unit
-from reportgen.jsonmap import JsonMap, format_path, parse_json_map
+from reportgen.jsonmap import format_path, parse_json_map
 from reportgen.numbers import NumberToken, extract_numbers
 
 __all__ = ["Binding", "LinkVerdict", "audit_links", "check_text", "forbidden_reason", "is_binding", "link",
@@ -289,12 +290,31 @@ class LinkVerdict:
     hint: str | None = None
 
 
+_JSON_INDEX: dict[str, tuple[dict[int, list[tuple[str, Any]]], dict[str, int], str | None]] = {}
+
+
+def _index_json(text: str, name: str) -> tuple[dict[int, list[tuple[str, Any]]], dict[str, int], str | None]:
+    """(line -> [(key path, scalar)], key path -> line, parse error or None) of one JSON text."""
+    try:
+        jm = parse_json_map(text, name)
+    except Exception as e:  # noqa: BLE001 - any parse failure makes the binding unresolvable
+        return {}, {}, str(e)
+    by_line: dict[int, list[tuple[str, Any]]] = {}
+    by_key: dict[str, int] = {}
+    for node in jm.nodes:
+        if not isinstance(node.value, (dict, list)):
+            key = format_path(node.path)
+            by_line.setdefault(node.line, []).append((key, node.value))
+            by_key[key] = node.line
+    return by_line, by_key, None
+
+
 class _Files:
     """Per-audit cache of parsed cited files: one read and one parse per file, however many links cite it."""
 
     def __init__(self, resolver: Any) -> None:
         self.resolver = resolver
-        self._json: dict[str, JsonMap | str] = {}
+        self._json: dict[str, str | None] = {}
         self._by_line: dict[str, dict[int, list[tuple[str, Any]]]] = {}
         self._by_key: dict[str, dict[str, int]] = {}
         self._csv_rows: dict[str, dict[str, int]] = {}
@@ -307,20 +327,13 @@ class _Files:
     def json_lines(self, source: Any) -> dict[int, list[tuple[str, Any]]] | str:
         """Line -> [(key path, scalar value)] of a JSON file, or why it does not parse."""
         if source.name not in self._by_line:
-            try:
-                jm = parse_json_map("\n".join(source.lines) + "\n", source.name)
-            except Exception as e:  # noqa: BLE001 - any parse failure makes the binding unresolvable
-                self._by_line[source.name] = {}
-                self._json[source.name] = str(e)
-                return str(e)
-            by_line: dict[int, list[tuple[str, Any]]] = {}
-            by_key: dict[str, int] = {}
-            for node in jm.nodes:
-                if not isinstance(node.value, (dict, list)):
-                    key = format_path(node.path)
-                    by_line.setdefault(node.line, []).append((key, node.value))
-                    by_key[key] = node.line
-            self._by_line[source.name], self._by_key[source.name], self._json[source.name] = by_line, by_key, jm
+            text = "\n".join(source.lines) + "\n"
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            if digest not in _JSON_INDEX:
+                _JSON_INDEX[digest] = _index_json(text, source.name)
+                while len(_JSON_INDEX) > 16:  # a few snapshots' files; audits of a whole reports dir stay cheap
+                    _JSON_INDEX.pop(next(iter(_JSON_INDEX)))
+            self._by_line[source.name], self._by_key[source.name], self._json[source.name] = _JSON_INDEX[digest]
         parsed = self._json[source.name]
         return parsed if isinstance(parsed, str) else self._by_line[source.name]
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from decimal import ROUND_HALF_EVEN, Decimal
 import unicodedata
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from reportgen.facts import Fact

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import jinja2

@@ -35,10 +35,10 @@ def test_hostile_token_cannot_break_the_layer_table(probe_run, tmp_path):
     out = tmp_path / "reports"
     assert [o.error for o in build_reports(run, out)] == [None]
     md = (out / "smollm2.md").read_text()
-    table_row = next(ln for ln in md.splitlines() if ln.startswith("| L 3 |"))
-    html = MarkdownIt("commonmark").enable("table").render("| a | b | c | d | e | f | g | h |\n"
-                                                           "|---|---|---|---|---|---|---|---|\n" + table_row + "\n")
-    assert html.count("<td>") == 8 and "<b>" not in html and "<img" not in html and "<code>" not in html
+    table_row = next(ln for ln in md.splitlines() if ln.startswith("| [L 3]("))
+    html = MarkdownIt("commonmark").enable("table").render("| a | b | c | d | e | f | g |\n"
+                                                           "|---|---|---|---|---|---|---|\n" + table_row + "\n")
+    assert html.count("<td>") == 7 and html.count("<a href=") == 7 and "<b>" not in html and "<img" not in html and "<code>" not in html
     assert "x|y`<b>" in html.replace("&lt;", "<").replace("&gt;", ">")  # shown as text, not markup
     assert [v for v in audit_report(out / "smollm2.md").verdicts if v.verdict is not Verdict.OK] == []
 

@@ -44,7 +44,7 @@ def test_report_has_the_seed_sections_and_bold_semantic_layer(reports, alias):
     for heading in ("## Overview", "## Method sanity-check", "## Quantitative findings", "## Qualitative patterns",
                     "## Checklist", "## Limitations", "## Model fingerprint"):
         assert heading in text
-    assert re.search(r"^\| \*\*L \d+\*\* \|", text, re.M), "semantic layer row is not bold"
+    assert re.search(r"^\| \*\*\[L \d+\]\([^)]*\)\*\* \|", text, re.M), "semantic layer row is not bold"
     assert "(no LLM configured)" in text
     assert (reports / f"{alias}.build.json").is_file()
 
@@ -55,17 +55,17 @@ def test_corrupted_copy_fails_with_exactly_the_two_changes(reports, tmp_path):
     path = root / "smollm2.md"
     lines = path.read_text().splitlines(keepends=True)
     # 1) change one number: the entropy cell of the layer-3 table row
-    row = next(i for i, ln in enumerate(lines) if ln.startswith("| L 3 |"))
+    row = next(i for i, ln in enumerate(lines) if ln.startswith("| [L 3]("))
     cells = lines[row].split(" | ")
-    cells[1] = "99.99"
+    cells[1] = re.sub(r"^\[[^\]]*\]", "[99.99]", cells[1])
     lines[row] = " | ".join(cells)
-    # 2) shift one single-citation claim by one line
+    # 2) shift one bound value by one line
     sent = next(i for i, ln in enumerate(lines) if ln.startswith("- Punctuation anchoring"))
-    lines[sent] = re.sub(r"probe\.json:(\d+)\)", lambda m: f"probe.json:{int(m.group(1)) + 1})", lines[sent])
+    lines[sent] = re.sub(r"probe\.json#L(\d+)", lambda m: f"probe.json#L{int(m.group(1)) + 1}", lines[sent])
     path.write_text("".join(lines))
     result = audit_report(path)
     bad = [(v.report_line, v.verdict) for v in result.verdicts if v.verdict is not Verdict.OK]
-    assert bad == [(row + 1, Verdict.PARTIAL), (sent + 1, Verdict.MISMATCH)]
+    assert bad == [(row + 1, Verdict.MISMATCH), (sent + 1, Verdict.MISMATCH)]
     assert reportgen_main(["audit", str(path)]) == 1
     assert reportgen_main(["audit", str(reports / "smollm2.md")]) == 0
 
