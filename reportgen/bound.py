@@ -318,6 +318,21 @@ class _Files:
         self._by_line: dict[str, dict[int, list[tuple[str, Any]]]] = {}
         self._by_key: dict[str, dict[str, int]] = {}
         self._csv_rows: dict[str, dict[str, int]] = {}
+        self._listed: dict[str, set[str] | None] = {}
+
+    def unlisted(self, path: str) -> str | None:
+        """Why a file beside a run manifest is no artifact of that run (the manifest does not list it), or None."""
+        folder, _, name = path.rpartition("/")
+        if folder not in self._listed:
+            try:
+                manifest = json.loads((self.resolver.root / folder / "manifest.json").read_text(encoding="utf-8"))
+                self._listed[folder] = {a["path"] for a in manifest["artifacts"]} | {"manifest.json"}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._listed[folder] = None  # no manifest here: not a run snapshot, nothing to check
+        listed = self._listed[folder]
+        if listed is None or name in listed:
+            return None
+        return f"{path} is not listed in {folder}/manifest.json, so it is no artifact of the run"
 
     def source(self, path: str, first: int, last: int) -> Any:
         from reportgen.citations import Citation, CitationKind
@@ -469,6 +484,8 @@ def _judge(item: _Link, files: _Files) -> LinkVerdict:
     last = int(anchor.group("last") or first)
     base = _with(base, file=path, line=first)
     if (why := forbidden_reason(path)) is not None:
+        return _with(base, verdict="forbidden", reason=why)
+    if (why := files.unlisted(path)) is not None:
         return _with(base, verdict="forbidden", reason=why)
     source = files.source(path, first, last)
     if not hasattr(source, "lines"):

@@ -172,3 +172,11 @@ def test_seeded_corruptions_are_detected(built_reports, name):
     for c in sample:  # the same corruptions on the whole report: the line number points at the corrupted line
         failing = {v.report_line for v in audit_links(c.text, Resolver(built_reports)) if v.verdict != "ok"}
         assert c.line in failing, (c.kind, c.after)
+
+
+def test_file_beside_the_manifest_but_not_in_it_is_no_artifact(tmp_path):
+    model = _write_artifacts(tmp_path)
+    (model / "notes.json").write_text('{\n  "p": 0.625\n}\n')
+    text = 'p is [0.625](artifacts/m-1/notes.json#L2 "p").\n'
+    (verdict,) = audit_links(text, Resolver(tmp_path))
+    assert verdict.verdict == "forbidden" and "not listed in artifacts/m-1/manifest.json" in verdict.reason
