@@ -125,6 +125,27 @@ class Table:
         return text
 
 
+def _read_umask() -> int:
+    """The process umask, read without changing it where Linux allows (setting it is not thread-safe)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def set_public_mode(path: Path, directory: bool = False) -> None:
+    """Give a file made by mkstemp/mkdtemp (always 0600/0700) the mode the user's umask asks for."""
+    path.chmod((0o777 if directory else 0o666) & ~_UMASK)
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write a file via a temp file in the same directory and one rename: readers see old or new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +153,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        set_public_mode(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -165,6 +187,7 @@ def write_model_dir(out: Path, probe_json: dict[str, Any], tables: Sequence[Tabl
                           "columns": list(t.columns)})
         manifest = {"schema_version": SCHEMA_VERSION, **manifest_extra, "artifacts": files}
         (tmp / "manifest.json").write_text(dumps_json(manifest), encoding="utf-8")
+        set_public_mode(tmp, directory=True)  # mkdtemp makes it 0700; the run dir is meant to be shared
         old = out.with_name(f".{out.name}.old")
         if old.exists():
             shutil.rmtree(old)

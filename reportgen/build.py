@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import reportgen
 from probe.artifacts import atomic_write_text as atomic_write  # one atomic writer for both packages
+from probe.artifacts import set_public_mode
 from reportgen.bound import Binding
 from reportgen.contract import check_probe_json
 from reportgen.errors import ReportError
 from reportgen.facts import FactSet, extract_facts
+from reportgen.formatting import escape_md
 from reportgen.jsonmap import format_path
 from reportgen.render import render, templates_hash
 from reportgen.rules import evaluate, load_rules, rules_hash
@@ -45,6 +52,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        set_public_mode(Path(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -76,23 +84,52 @@ def snapshot_id(model_dir: Path) -> str:
 
 
 def snapshot(src: Path, dest: Path) -> None:
-    """Copy a model's artifacts to `dest` (a content-addressed name) via a temp dir and one rename.
+    """Copy the artifacts a model's manifest lists (and the manifest) to `dest`, via a temp dir and one rename.
 
+    Only listed files are copied, and never through a symlink that leaves the model directory: a run directory
+    may hold other files (logs, weights, a link to a secret), and the snapshot is published beside the reports.
     Snapshots are never rewritten in place: a new artifact set gets a new directory, so a report that still
     cites the old one stays consistent until the report itself is replaced.
+
+    Raises:
+        ReportError: The manifest is unreadable, or a listed file is missing, not a file, or leaves the run.
     """
     if dest.is_dir():
         return
+    names = ["manifest.json", *_listed_artifacts(src)]
+    real_src = src.resolve()
+    for name in names:
+        path = src / name
+        if not path.is_file():
+            raise ReportError(f"{path}: listed in manifest.json but not a file; re-run `probe run`")
+        if not path.resolve().is_relative_to(real_src):
+            raise ReportError(f"{path}: a symlink that leaves the run directory; refusing to publish it")
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
-        for p in sorted(src.iterdir()):
-            if p.is_file():
-                shutil.copyfile(p, tmp / p.name)
+        for name in names:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / name, tmp / name)
+            set_public_mode(tmp / name)
+        set_public_mode(tmp, directory=True)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _listed_artifacts(model_dir: Path) -> list[str]:
+    """Artifact paths of a model's manifest, each checked to stay inside the model directory."""
+    try:
+        manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+        paths = [a["path"] for a in manifest["artifacts"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReportError(f"{model_dir / 'manifest.json'}: unreadable manifest ({e}); re-run `probe run`") from e
+    for path in paths:
+        parts = Path(str(path)).parts
+        if not isinstance(path, str) or Path(path).is_absolute() or ".." in parts or not parts:
+            raise ReportError(f"{model_dir / 'manifest.json'}: artifact path {path!r} must stay inside the run")
+    return paths
 
 
 def artifact_hashes(model_dir: Path) -> dict[str, str]:
@@ -121,23 +158,42 @@ def write_derived(facts: FactSet, out: Path, alias: str, prefix: str = "") -> di
     return bindings
 
 
-_CITED = re.compile(r"\b((?:artifacts|derived|plots)/[A-Za-z0-9._-]+)")
+_OURS = re.compile(r"^.+-[0-9a-f]{12}(?:\.json|\.png)?$")  # <alias>-<content id>[.json|.png]: what builds write
+_TEMP = re.compile(r"^\..+\.(?:tmp-\w+|md\.\w+|json\.\w+|png\.\w+)$")  # leftovers of interrupted writes
+
+
+def _referenced(out: Path) -> set[str]:
+    """Paths under `out` that a build record or a report refers to (snapshots, derived files, plots)."""
+    refs: set[str] = set()
+    for record in out.glob("*.build.json"):
+        try:
+            rec = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(rec, dict):
+            refs.update(str(v) for k, v in rec.items() if k in ("artifacts_dir", "derived_file", "plot_file") and v)
+            if isinstance(rec.get("models"), dict):
+                refs.update(str(v) for v in rec["models"].values())
+    for md in out.glob("*.md"):
+        text = unquote(md.read_text(encoding="utf-8", errors="replace"))
+        refs.update(m.group(1) for m in re.finditer(r"((?:artifacts|derived|plots)/[^/#)\s\"]+)", text))
+    return refs
 
 
 def collect_garbage(out: Path) -> list[str]:
-    """Delete snapshots and derived files that no report in `out` cites any more, and temp leftovers.
+    """Delete snapshots, derived files and plots of ours that no build record or report refers to any more, and
+    the temp leftovers of interrupted writes.
 
-    Runs after every build and refresh, so a killed run's half-written temp dirs are cleaned by the next one.
+    Only names that builds write (``<alias>-<12 hex>``) are candidates: a user's own files under ``artifacts/``,
+    ``derived/`` or ``plots/`` are never touched. Runs after every build and refresh, under the reports lock.
     """
-    cited: set[str] = set()
-    for md in out.glob("*.md"):
-        cited.update(_CITED.findall(md.read_text(encoding="utf-8", errors="replace")))
+    cited = _referenced(out)
     removed = []
     for sub in (ARTIFACTS, "derived", "plots"):
         base = out / sub
         for p in sorted(base.iterdir()) if base.is_dir() else []:
             rel = f"{sub}/{p.name}"
-            if rel in cited:
+            if rel in cited or not (_OURS.match(p.name) or _TEMP.match(p.name)) or p.is_symlink():
                 continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
@@ -147,6 +203,26 @@ def collect_garbage(out: Path) -> list[str]:
     for p in out.glob(".*.md.*"):
         p.unlink(missing_ok=True)
     return removed
+
+
+@contextmanager
+def reports_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a reports directory, so a build and a refresh (or two) never interleave.
+
+    Waits for the other process, saying so on stderr; the lock dies with its process, so kill -9 never leaves a
+    stale lock behind.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".reportgen.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"reportgen: waiting for another reportgen working on {out}", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def deterministic_narrative(data: ReportData, prefix: str, derived: dict[str, Binding]) -> dict[str, str]:
@@ -203,7 +279,7 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     if source != "deterministic":
         note = f"drafted by {model_name} and validated against the facts"
     elif llm_info.get("fallback"):
-        note = f"deterministic ({llm_info['fallback']}; see {alias}.validation.json)"
+        note = f"deterministic ({llm_info['fallback']}; see {escape_md(alias)}.validation.json)"
     else:
         note = "deterministic (no LLM configured)"
     from reportgen.plots import write_plot
@@ -220,6 +296,7 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         "rule_files": [str(p) for p in rule_files or []],
         "source_run_dir": os.path.relpath(model_dir.resolve(), out.resolve()), "snapshot_id": sid,
         "artifacts_dir": f"{ARTIFACTS}/{alias}-{sid}", "artifacts_sha256": artifact_hashes(snap),
+        "derived_file": next(iter(derived.values())).path if derived else None, "plot_file": plot,
         "narrative_source": source, "llm": {k: v for k, v in llm_info.items() if k != "usage"},
         "llm_settings": narrator.settings() if narrator is not None and hasattr(narrator, "settings") else None,
         "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
@@ -246,15 +323,15 @@ def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None
         except Exception as e:  # noqa: BLE001 - one model's bug must not stop the others' reports
             return BuildOutcome(md.name, None, f"{type(e).__name__}: {e}")
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        outcomes = list(tqdm(pool.map(one, dirs), total=len(dirs), desc="reports", unit="report",
-                             disable=not progress))
     from reportgen.cross import build_cross_report
 
-    if sum(o.error is None for o in outcomes) >= 1:
-        try:
-            build_cross_report(out)
-        except ReportError as e:
-            outcomes.append(BuildOutcome("cross-models", None, str(e)))
-    collect_garbage(out)
+    with reports_lock(out), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        outcomes = list(tqdm(pool.map(one, dirs), total=len(dirs), desc="reports", unit="report",
+                             disable=not progress))
+        if sum(o.error is None for o in outcomes) >= 1:
+            try:
+                build_cross_report(out)
+            except ReportError as e:
+                outcomes.append(BuildOutcome("cross-models", None, str(e)))
+        collect_garbage(out)
     return outcomes

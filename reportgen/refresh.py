@@ -11,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import reportgen
-from reportgen.build import build_model_report, collect_garbage, snapshot_id
+from reportgen.build import build_model_report, collect_garbage, reports_lock, snapshot_id
 from reportgen.cross import CROSS, build_cross_report
 from reportgen.errors import ReportError
 from reportgen.render import templates_hash
@@ -154,22 +155,23 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
     records = sorted(p for p in out.glob("*.build.json") if p.name != f"{CROSS}.build.json")
     if not records:
         raise ReportError(f"{out}: no build records (*.build.json); build reports first with reportgen build")
-    tpl = templates_hash()
-    decisions = [decide(out, r, tpl) for r in records]
-    recorded = _Narrators(out)
-    try:
-        rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded, jobs)
-    finally:
-        recorded.close()
-    cross = decide_cross(out, rebuilt, tpl, len(records))
-    if cross.stale:
-        if not dry_run:
-            build_cross_report(out)
-        print(f"{'stale   ' if dry_run else 'rebuilt '} {CROSS}: " + "; ".join(cross.reasons))
-    elif len(records) >= 2:
-        print(f"kept     {CROSS}: up to date")
-    if not dry_run and (rebuilt or cross.stale):
-        collect_garbage(out)
+    with reports_lock(out) if not dry_run else nullcontext():
+        tpl = templates_hash()
+        decisions = [decide(out, r, tpl) for r in records]
+        recorded = _Narrators(out)
+        try:
+            rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded, jobs)
+        finally:
+            recorded.close()
+        cross = decide_cross(out, rebuilt, tpl, len(records))
+        if cross.stale:
+            if not dry_run:
+                build_cross_report(out)
+            print(f"{'stale   ' if dry_run else 'rebuilt '} {CROSS}: " + "; ".join(cross.reasons))
+        elif len(records) >= 2:
+            print(f"kept     {CROSS}: up to date")
+        if not dry_run and (rebuilt or cross.stale):
+            collect_garbage(out)
     print(f"refresh: {sum(d.stale for d in decisions) + cross.stale} stale of {len(decisions) + (len(records) >= 2)}"
           f" in {time.perf_counter() - t0:.2f} s{' (dry run)' if dry_run else ''}")
     return 1 if failed else 0

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
@@ -82,6 +83,7 @@ def make_env(prefix: str, derived: dict[str, Binding] | None = None) -> jinja2.E
 
     env.filters.update({name: bound(name) for name in FORMATS})
     env.filters["escape_md"] = escape_md
+    env.filters["url"] = lambda path: quote(str(path), safe="/._-~")  # a link destination for any file name
     env.globals["version"] = reportgen.__version__
     return env
 
