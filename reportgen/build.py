@@ -264,8 +264,8 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
     snap = out / ARTIFACTS / f"{alias}-{sid}"
     if model_dir.resolve() != snap.resolve():
         snapshot(model_dir, snap)
+    facts = extract_facts(snap)  # first: every artifact's sha256 is checked before anything is parsed further
     check_probe_json(snap)
-    facts = extract_facts(snap)
     rules = load_rules(rule_files)
     checks = evaluate(rules, facts)
     data = build_data(alias, facts, checks)

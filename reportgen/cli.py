@@ -58,7 +58,8 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
     narrator, closer = make_narrator(args)
     try:
-        return refresh(Path(args.reports_dir), dry_run=args.dry_run, narrator=narrator, jobs=args.jobs)
+        return refresh(Path(args.reports_dir), dry_run=args.dry_run, narrator=narrator, jobs=args.jobs,
+                       base_url=args.base_url)
     finally:
         closer()
 

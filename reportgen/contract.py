@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -28,13 +29,22 @@ def check_probe_json(model_dir: Path) -> None:
             violation (an older or foreign artifact, or a hand-edited one).
     """
     path = model_dir / "probe.json"
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ReportError(f"{path}: unreadable ({e.strerror}); re-run the probe") from e
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path}: byte {e.start} is not UTF-8 ({e.reason}); re-run the probe") from e
+    jm = parse_json_map(text, str(path))  # names the line of a syntax error
+    for node in jm.nodes:
+        if isinstance(node.value, float) and not math.isfinite(node.value):
+            raise ReportError(f"{path}:{node.line}: at {format_path(node.path)}: {node.value} is not a finite "
+                              "number; a measurement that overflowed must not be published (re-run the probe)")
     doc = json.loads(text)
     error = next(iter(sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))), None)
     if error is None:
         return
     where = tuple(error.absolute_path)
-    jm = parse_json_map(text, str(path))
     # The failing node may not exist (a missing required key): point at its parent object then.
     node_path = where
     while node_path:

@@ -215,7 +215,7 @@ def extract_facts(model_dir: Path) -> FactSet:
             facts += leaves
             blocks += containers
         elif artifact["kind"] == "csv":
-            facts += _csv_facts(artifact["path"], text, artifact.get("key_columns"))
+            facts += _csv_facts(artifact["path"], text, artifact.get("key_columns"), artifact.get("columns"))
     return FactSet(facts, blocks)
 
 
@@ -292,9 +292,19 @@ def _json_facts(name: str, text: str) -> tuple[list[Fact], list[Fact]]:
     return leaves, blocks
 
 
-def _csv_facts(name: str, text: str, key_columns: Any) -> list[_Pending]:
-    """Return one pending fact per cell, on physical lines (header = 1), rows keyed by ``key_columns``."""
+def _csv_facts(name: str, text: str, key_columns: Any, columns: Any = None) -> list[_Pending]:
+    """Return one pending fact per cell, on physical lines (header = 1), rows keyed by ``key_columns``.
+
+    When the manifest lists the ``columns``, the header must be exactly that list: a renamed or swapped header
+    would bind every value of those columns to the wrong name.
+    """
     header, rows = _read_csv(name, text)
+    if isinstance(columns, list) and header != columns:
+        diff = next(i for i, (a, b) in enumerate(zip([*header, None], [*columns, None])) if a != b)
+        found = header[diff] if diff < len(header) else "nothing"
+        wanted = columns[diff] if diff < len(columns) else "nothing"
+        raise ReportError(f"{name}:1: column {diff + 1} is {found!r} but {MANIFEST} lists {wanted!r}; the header "
+                          "does not match the manifest's column list, so re-run `probe run`")
     if not (isinstance(key_columns, list) and key_columns and all(k in header for k in key_columns)):
         raise ReportError(f"{MANIFEST}: key_columns of {name} must be a non-empty list of columns from its "
                           f"header {header}, found {key_columns!r}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import reportgen
 from reportgen.build import build_model_report, collect_garbage, reports_lock, snapshot_id
 from reportgen.cross import CROSS, build_cross_report
 from reportgen.errors import ReportError
+from reportgen.llm import OPENAI_DEFAULT_BASE_URL
 from reportgen.render import templates_hash
 from reportgen.rules import rules_hash
 
@@ -112,35 +115,54 @@ def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Deci
 
 
 class _Narrators:
-    """Narrators recreated from build records, so a refresh drafts the way the original build did."""
+    """Narrators recreated from build records, so a refresh drafts the way the original build did.
 
-    def __init__(self, out: Path):
+    A build record is an editable file, so its endpoint is never trusted with the API key: an OpenAI-compatible
+    endpoint is used only when it is the one given now (``--base-url``, else ``OPENAI_BASE_URL``, else the
+    openai default); a record naming another endpoint fails that report with a message saying how to allow it.
+    """
+
+    def __init__(self, out: Path, base_url: str | None = None):
         self.out = out
+        self.allowed = (base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL).rstrip("/")
         self._made: dict[str, Any] = {}
         self._closers: list[Any] = []
+        self._lock = threading.Lock()
 
     def get(self, settings: dict[str, Any] | None) -> Any:
+        """The narrator a build record's ``llm_settings`` ask for (None: deterministic).
+
+        Raises:
+            ReportError: The record names an endpoint other than the one allowed now.
+        """
         if not settings or settings.get("provider") in (None, "none"):
             return None
+        openai = settings["provider"] == "openai"
+        recorded = str(settings.get("base_url") or OPENAI_DEFAULT_BASE_URL).rstrip("/")
+        if openai and recorded != self.allowed:
+            raise ReportError(f"the build record drafts with the LLM endpoint {recorded}, but the API key is only "
+                              f"sent to the endpoint given by --base-url or OPENAI_BASE_URL ({self.allowed}); "
+                              f"pass --base-url {recorded} to allow it, or --llm none")
         key = json.dumps(settings, sort_keys=True)
-        if key not in self._made:
-            import argparse
+        with self._lock:  # --jobs: two stale reports must not start two servers for one setting
+            if key not in self._made:
+                import argparse
 
-            from reportgen.narrate import make_narrator
+                from reportgen.narrate import make_narrator
 
-            openai = settings["provider"] == "openai"
-            ns = argparse.Namespace(llm=settings["provider"], llm_model=settings.get("model") if openai else None,
-                                    base_url=settings.get("base_url") if openai else None)
-            self._made[key], closer = make_narrator(ns, self.out)
-            self._closers.append(closer)
-        return self._made[key]
+                ns = argparse.Namespace(llm=settings["provider"], llm_model=settings.get("model") if openai else None,
+                                        base_url=self.allowed if openai else None)
+                self._made[key], closer = make_narrator(ns, self.out)
+                self._closers.append(closer)
+            return self._made[key]
 
     def close(self) -> None:
+        """Stop any local server a recreated narrator started."""
         for closer in self._closers:
             closer()
 
 
-def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 1) -> int:
+def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 1, base_url: str | None = None) -> int:
     """Rebuild the stale reports of `out` and print one line per report saying why it was rebuilt or kept.
 
     Without an explicit `narrator`, each stale report is drafted the way its build record says it was (the
@@ -158,7 +180,7 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
     with reports_lock(out) if not dry_run else nullcontext():
         tpl = templates_hash()
         decisions = [decide(out, r, tpl) for r in records]
-        recorded = _Narrators(out)
+        recorded = _Narrators(out, base_url)
         try:
             rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded, jobs)
         finally:
