@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
+import string
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -77,6 +79,14 @@ def _fact_line(text: str, index: int, key: str) -> str:
     return text[starts[index] + (m.start() if m else 0):].split("\n", 1)[0]
 
 
+def _fields(template: str) -> set[str]:
+    """Replacement fields of a str.format template ({country}); a malformed one is reported as itself."""
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError:
+        return {template}
+
+
 def _require(cond: bool, path: Path, text: str, needle: str, msg: str) -> None:
     if not cond:
         raise ProbeError(f"{path}:{_line_of(text, needle)}: {msg}")
@@ -93,7 +103,12 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
         raw = path.read_bytes()
     except OSError as e:
         raise ProbeError(f"{path}: cannot read prompt file ({e.strerror})") from e
-    text = raw.decode("utf-8", errors="replace")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ProbeError(f"{path}:{line}: byte {raw[e.start]:#04x} is not UTF-8 ({e.reason}); save the prompt file "
+                         "as UTF-8 (TOML files are UTF-8 by definition)") from e
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -106,12 +121,21 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
         _require(key in known, path, text, key, f"unknown key {key!r}; expected one of {sorted(known)}")
     for key in ("name", "primary", "control", "templates", "facts"):
         _require(key in data, path, text, "", f"missing required key {key!r}")
+    for key in ("name", "primary", "control"):
+        _require(isinstance(data[key], str), path, text, f"{key} =",
+                 f"{key} must be a string, found {type(data[key]).__name__}")
     templates = data["templates"]
     _require(isinstance(templates, dict) and "orig" in templates, path, text, "[templates]",
              "[templates] must define at least `orig`")
     for name, tpl in templates.items():
         _require(isinstance(tpl, str) and "{country}" in tpl, path, text, name,
                  f"template {name!r} must be a string containing {{country}}")
+        _require(_fields(tpl) == {"country"}, path, text, name,
+                 f"template {name!r} may use only {{country}}, found {sorted(_fields(tpl) - {'country'})} "
+                 "(write {{ and }} for literal braces)")
+    _require(isinstance(data["facts"], list) and bool(data["facts"])
+             and all(isinstance(f, dict) for f in data["facts"]), path, text, "facts",
+             "facts must be a non-empty array of [[facts]] tables with id, country, answer")
     facts = []
     for i, f in enumerate(data["facts"]):
         for key in f:
@@ -125,12 +149,16 @@ def load_prompt_set(path: Path | None = None) -> PromptSet:
     _require(len(set(ids)) == len(ids), path, text, "[[facts]]", f"fact ids must be unique, got {ids}")
     for role in ("primary", "control"):
         _require(data[role] in ids, path, text, f"{role} =", f"{role} = {data[role]!r} is not a fact id {ids}")
+    for table, field in (("test_prompts", "texts"), ("temperatures", "values")):
+        _require(isinstance(data.get(table, {}), dict) and isinstance(data.get(table, {}).get(field, []), list),
+                 path, text, table, f"{table} must be a table with a list `{field}`")
     tests = data.get("test_prompts", {}).get("texts", [])
     _require(all(isinstance(t, str) and t for t in tests), path, text, "test_prompts",
              "test_prompts.texts must be a list of non-empty strings")
     temps = data.get("temperatures", {}).get("values", [])
-    _require(all(isinstance(t, (int, float)) and t > 0 for t in temps), path, text, "temperatures",
-             "temperatures.values must be positive numbers")
+    _require(all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+                 for t in temps), path, text, "temperatures",
+             "temperatures.values must be finite positive numbers")
     return PromptSet(
         name=str(data["name"]), path=str(path), sha256=hashlib.sha256(raw).hexdigest(),
         primary=data["primary"], control=data["control"], templates=dict(templates), facts=tuple(facts),
