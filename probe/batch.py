@@ -12,7 +12,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from probe.artifacts import atomic_write_text, dumps_json
-from probe.errors import ProbeError
 from probe.prompts import PromptSet
 from probe.run import ProbeConfig, probe_model
 
@@ -50,14 +49,14 @@ def run_batch(specs: list[str], out: Path, prompts: PromptSet, cfg: ProbeConfig,
             probe_model(lm, prompts, cfg, out, name, progress=lambda _s, b=bar: b.update(1))
             res.succeeded.append(name)
             status[name] = {"spec": spec, "status": "ok", "seconds": round(time.perf_counter() - t0, 2)}
-        except (ProbeError, RuntimeError, ValueError, OSError, MemoryError) as e:
+        except Exception as e:  # noqa: BLE001 - a truncated GGUF or safetensors file raises anything; isolate it
             res.failures[name] = f"{type(e).__name__}: {e}"
             status[name] = {"spec": spec, "status": "failed", "error": res.failures[name]}
         finally:
             bar.close()
             lm = None  # free the weights before the next model
             gc.collect()
-    _merge_run_json(out / "run.json", status)
+            _merge_run_json(out / "run.json", status)  # after each model: an abort still leaves the record
     return res
 
 

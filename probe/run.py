@@ -17,12 +17,17 @@ import torch
 import probe
 from probe.artifacts import SCHEMA_VERSION, write_model_dir
 from probe.capture import capture
+from probe.errors import ProbeError
 from probe.lenses import NormLens, RawLens, Unembed
 from probe.metrics import cosine, entropy_bits, entropy_bits_logp, js_bits, kl_bits_logp, logit_gap, rank_of
 from probe.models import LoadedModel, cache_root
 from probe.prompts import GoldAnswer, PromptSet, align_gold
 from probe.summarize import summarize
 from probe.surgery import discover
+
+# Records keep top-k of every layer at every position, so cost grows with prompt length times depth; the lens
+# prompts are one sentence. A 20k-token prompt ran 938 s to 14 GB before this limit.
+MAX_PROMPT_TOKENS = 1024
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,20 @@ class Prober:
         return mask
 
     def encode(self, text: str) -> list[int]:
-        """Token ids as the model sees the prompt (with the tokenizer's special tokens, e.g. Gemma's BOS)."""
-        return list(self.tok(text, add_special_tokens=True)["input_ids"])
+        """Token ids as the model sees the prompt (with the tokenizer's special tokens, e.g. Gemma's BOS).
+
+        Raises:
+            ProbeError: The prompt is longer than the model's context or than MAX_PROMPT_TOKENS.
+        """
+        ids = list(self.tok(text, add_special_tokens=True)["input_ids"])
+        context = getattr(self.lm.model.config, "max_position_embeddings", None) or MAX_PROMPT_TOKENS
+        limit = min(MAX_PROMPT_TOKENS, int(context))
+        if len(ids) > limit:
+            shown = text[:40] + ("\u2026" if len(text) > 40 else "")
+            raise ProbeError(f"prompt {shown!r} is {len(ids)} tokens; the probe takes at most {limit} (model context "
+                             f"{context}, probe limit {MAX_PROMPT_TOKENS}: it keeps every layer at every position); "
+                             "shorten the prompt")
+        return ids
 
     @torch.no_grad()
     def trace(self, fact_id: str, variant: str, role: str, text: str, gold: GoldAnswer,
