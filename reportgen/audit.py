@@ -1,33 +1,38 @@
 """Audit every `file:line` citation of a markdown report against the artifact lines it cites.
 
-Pipeline: `reportgen.claims` splits the report into claims (sentence, list-item sentence or table row) with
-their citations and asserted values; `reportgen.resolve.Resolver` turns each citation into lines of a file
-under ``root`` (elided paths and ``[row N in CSV]`` resolved from the report's earlier citations; row N is
-physical line N + 1 because the header is line 1); each asserted number is matched against the numbers on
-those lines by the rounding rule of `reportgen.numbers`, and each quoted string as a substring after
-normalising JSON escapes, CSV quote doubling and whitespace.
+Pipeline: `reportgen.claims` splits the report into claims (sentence, list-item sentence, table row or sentence
+of an HTML block) with their citations, asserted values and keyed values; `reportgen.resolve.Resolver` turns
+each citation into lines of a file under ``root`` (elided paths, ``JSON L4``, ``[L817]``, ``rows 2–5`` and
+``[row N in CSV]`` resolved from the report's citations; row N is physical line N); `reportgen.keybind` judges
+each value: a value written beside a key (``tier=high``, ``first_rank_le_10: 24``) against the value that key
+holds on the cited lines, any other number by the rounding rule of `reportgen.numbers` and any other quoted
+string as text, pooled over all the claim's cited lines.
 
 Verdicts (one per citation):
 
+- ``forbidden``: the citation names a report or a record (``.md``, ``.html``, ``.build.json``,
+  ``.validation.json``, ``.llm-cache/``): a report may cite artifact data only.
 - ``unresolvable``: the file is missing, the path leaves ``root`` (``..``, an absolute path or a symlink
   pointing outside), a line is out of range, or an elided path has no earlier citation to stand for.
-- ``uncheckable``: the claim asserts no number and no quoted string, so there is nothing to compare.
-- Otherwise the claim's values are pooled over *all* its resolvable citations: a value needs to appear on
-  the lines of only one of them. Then a citation is ``ok`` when its own lines hold at least one value and the
-  pool holds all of them; ``partial`` when its lines hold some values and some values are on no cited line;
-  ``mismatch`` when its own lines hold none of the values (even if the claim's other citations cover them,
-  since then this citation supports nothing).
+- ``mismatch``: a key on this citation's lines holds another value than the claim writes beside it
+  (``passed=false`` vs ``"passed": true``), or this citation's lines hold none of the claim's values (even if
+  the claim's other citations cover them, since then this citation supports nothing).
+- ``partial``: this citation's lines hold some values; others are on no cited line or contradicted elsewhere.
+- ``ok``: this citation's lines hold some values and the claim's cited lines hold all of them; or the claim
+  states a word or flag the cited line holds (``clean``, ``no NaN`` for ``"any_nan_or_inf": false``).
+- ``uncheckable``: the claim asserts no number, quoted string or recognisable word for the cited lines.
 
-``missing`` lists the claim's values found on none of its cited lines. For those, ``hint`` names the nearest
-line of the same file that holds each one, the usual symptom of line numbers that drifted when the artifact
-was regenerated. ``evidence`` shows the cited lines that held values (or the first cited lines when none did),
-truncated. Exit status of `audit_cli`: 1 when any citation is ``partial``, ``mismatch`` or
-``unresolvable``; ``uncheckable`` does not fail, because citing a non-numeric statement (``numeric_health
-clean``) is legitimate.
+Links whose text is a value (``[0.625](probe.json#L255 "key")``) are audited by `reportgen.bound`, whose
+verdicts (including ``unbound``: a number outside every link in a report that binds values) are merged in
+report-line order.
 
-Known limit: the rounding rule lets a small written integer match any value that rounds to it (``L 1``
-matches ``0.8611``), so a citation whose lines hold only such values can still be credited with one. The
-claim's other values must still be found, so a drifted citation is rarely passed as ``ok``.
+``missing`` lists the claim's values found on no cited line (or contradicted by their key). For those,
+``hint`` names the nearest line of the same file that holds each one, the usual symptom of line numbers that
+drifted when the artifact was regenerated; hints are computed after all claims, from per-file indexes built
+once, so diagnosing many failures costs about one read of each file. ``evidence`` shows the cited lines that
+held values (or contradicted them, or the first cited lines), truncated. Exit status of `audit_cli`: 1 when
+any citation is ``partial``, ``mismatch``, ``unresolvable``, ``forbidden`` or ``unbound``; ``uncheckable``
+does not fail, because citing a non-numeric statement is legitimate.
 """
 
 from __future__ import annotations
@@ -35,15 +40,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 
-from reportgen.citations import Citation
+from reportgen.citations import Citation, CitationKind
 from reportgen.claims import Claim, extract_claims
 from reportgen.errors import ReportError
-from reportgen.numbers import NumberToken
-from reportgen.resolve import Resolver, SourceFile
+from reportgen.keybind import CitedLine, Item, Outcome, claim_items, judge_items
+from reportgen.resolve import Resolver, SourceFile, Unresolved
 
 __all__ = ["AuditResult", "CitationVerdict", "Verdict", "audit_cli", "audit_report", "format_text", "to_json"]
 
@@ -56,12 +61,16 @@ class Verdict(str, Enum):
 
     OK = "ok"  # every value of the claim is on a cited line, and this citation's lines hold some
     PARTIAL = "partial"  # this citation's lines hold some values; others are on no cited line
-    MISMATCH = "mismatch"  # this citation's lines hold none of the claim's values
+    MISMATCH = "mismatch"  # a key here holds another value, or this citation's lines hold none of the values
     UNRESOLVABLE = "unresolvable"  # missing file, out-of-range line, path outside root
-    UNCHECKABLE = "uncheckable"  # the claim has no number or quoted string to compare
+    FORBIDDEN = "forbidden"  # cites a report or a record instead of artifact data
+    UNBOUND = "unbound"  # a number bound to no artifact line in a report that binds values (reportgen.bound)
+    UNCHECKABLE = "uncheckable"  # the claim has no number, quoted string or word to compare
 
 
-_FAILING = frozenset({Verdict.PARTIAL, Verdict.MISMATCH, Verdict.UNRESOLVABLE})
+_FAILING = frozenset(
+    {Verdict.PARTIAL, Verdict.MISMATCH, Verdict.UNRESOLVABLE, Verdict.FORBIDDEN, Verdict.UNBOUND}
+)
 
 
 @dataclass(frozen=True)
@@ -75,10 +84,10 @@ class CitationVerdict:
         lines: Cited 1-based inclusive line ranges ``(first, last)``.
         verdict: See `Verdict`.
         found: Claim values found on this citation's lines, as written in the report.
-        missing: Claim values found on none of the claim's cited lines.
-        evidence: ``"LINE: text"`` of the cited lines that held values (or the first ones), truncated.
+        missing: Claim values found on none of the claim's cited lines, or contradicted by their key.
+        evidence: ``"LINE: text"`` of the cited lines that held or contradicted values (or the first ones).
         hint: For missing values, the nearest line of the file holding each one; None when nothing to say.
-        reason: Why the citation is unresolvable, uncheckable, or a mismatch despite full coverage.
+        reason: Why the citation is unresolvable, forbidden, uncheckable, or a mismatch.
 
     """
 
@@ -105,53 +114,22 @@ class AuditResult:
 
     @property
     def failed(self) -> bool:
-        """Whether any citation is partial, mismatch or unresolvable."""
+        """Whether any citation is partial, mismatch, unresolvable, forbidden or unbound."""
         return any(verdict.verdict in _FAILING for verdict in self.verdicts)
 
 
 @dataclass(frozen=True)
-class _Item:
-    """One value a claim asserts: a number (matched by rounding) or a quoted string (matched as text)."""
+class _HintRequest:
+    """Values of a failing citation to look for elsewhere in its file, once all claims are judged."""
 
-    label: str
-    number: NumberToken | None = None
-    quote: str | None = None
-
-    def found_on(self, source: SourceFile, line: int) -> bool:
-        if self.quote is not None:
-            return source.has_text(line, self.quote)
-        return source.has_number(line, self.number)
-
-
-def _claim_items(claim: Claim) -> list[_Item]:
-    items = [_Item(number.raw, number=number) for number in claim.numbers]
-    return items + [_Item(repr(quote), quote=quote) for quote in claim.quotes]
+    position: int  # index of the verdict in the report's list
+    source: SourceFile
+    items: tuple[Item, ...]
+    ranges: tuple[tuple[int, int], ...]
 
 
 def _cited_lines(ranges: Iterable[tuple[int, int]]) -> list[int]:
     return [line for first, last in ranges for line in range(first, last + 1)]
-
-
-def _nearest(source: SourceFile, item: _Item, ranges: tuple[tuple[int, int], ...]) -> int | None:
-    """Find the line holding ``item`` closest to the cited ranges, to diagnose drifted line numbers."""
-    holders = [line for line in range(1, source.line_count + 1) if item.found_on(source, line)]
-
-    def distance(line: int) -> int:
-        return min(max(first - line, line - last, 0) for first, last in ranges)
-
-    return min(holders, key=distance) if holders else None
-
-
-def _hint(source: SourceFile, missing: list[_Item], ranges: tuple[tuple[int, int], ...]) -> str | None:
-    by_line: dict[int | None, list[str]] = {}
-    for item in missing:
-        by_line.setdefault(_nearest(source, item, ranges), []).append(item.label)
-    parts = [
-        f"{', '.join(labels)} found on line {line}" for line, labels in by_line.items() if line is not None
-    ]
-    if None in by_line:
-        parts.append(f"{', '.join(by_line[None])} not in {source.name}")
-    return "; ".join(parts) or None
 
 
 def _evidence(source: SourceFile, lines: list[int], holding: set[int]) -> tuple[str, ...]:
@@ -165,21 +143,9 @@ def _evidence(source: SourceFile, lines: list[int], holding: set[int]) -> tuple[
     return tuple(texts)
 
 
-def _scan(
-    source: SourceFile, ranges: tuple[tuple[int, int], ...], items: list[_Item]
-) -> tuple[set[int], set[int]]:
-    """Return the indexes of ``items`` found on the cited lines, and the cited lines that held any."""
-    found, holding = set(), set()
-    for line in _cited_lines(ranges):
-        for index, item in enumerate(items):
-            if item.found_on(source, line):
-                found.add(index)
-                holding.add(line)
-    return found, holding
-
-
 _JSON_PAIR = re.compile(r'^\s*"(?:[^"\\]|\\.)*"\s*:\s*(.+?),?\s*$')
 _WORDS = {True: ("yes", "true"), False: ("no", "false"), None: ("none", "null", "n/a", "never")}
+_NOTHING = object()
 
 
 def _line_scalar(text: str) -> object:
@@ -194,10 +160,7 @@ def _line_scalar(text: str) -> object:
     return value if isinstance(value, (str, bool)) or value is None else _NOTHING
 
 
-_NOTHING = object()
-
-
-def _reverse_match(claim: Claim, source: SourceFile, ranges: tuple[tuple[int, int], ...]) -> str | None:
+def _stated(claim: Claim, source: SourceFile, ranges: tuple[tuple[int, int], ...]) -> str | None:
     """Whether the claim states a cited line's string or boolean value (strings as text, booleans as yes/no).
 
     Numbers and quotes are checked claim -> line; this is the other direction, for cited facts that are words
@@ -216,65 +179,110 @@ def _reverse_match(claim: Claim, source: SourceFile, ranges: tuple[tuple[int, in
     return None
 
 
+def _unresolved_verdict(claim: Claim, citation: Citation, source: Unresolved) -> CitationVerdict:
+    verdict = Verdict.FORBIDDEN if source.forbidden else Verdict.UNRESOLVABLE
+    return CitationVerdict(claim.report_line, citation.text, source.path, citation.ranges, verdict,
+                           reason=source.reason)
+
+
 def _judge_citation(
-    claim: Claim, citation: Citation, source: SourceFile, items: list[_Item], missing: list[_Item]
-) -> CitationVerdict:
-    """Judge one resolvable citation, given the claim's values that none of its citations hold."""
-    stated = _reverse_match(claim, source, citation.ranges)
-    if not items:
+    claim: Claim, index: int, citation: Citation, source: SourceFile, outcomes: list[Outcome]
+) -> tuple[CitationVerdict, tuple[Item, ...]]:
+    """Judge one resolvable citation from the claim's item outcomes; also return the items to hint at."""
+    base = CitationVerdict(claim.report_line, citation.text, source.name, citation.ranges, Verdict.OK)
+    checked = [outcome for outcome in outcomes if outcome.status != "skipped"]
+    missing = [outcome for outcome in checked if outcome.status in ("missing", "contradicted")]
+    found = [outcome.item.label for outcome in checked if index in outcome.support]
+    conflicts = [o for o in checked if o.status == "contradicted" and any(c == index for c, _ in o.lines)]
+    shown = {line for o in checked for c, line in o.lines if c == index}
+    evidence = _evidence(source, _cited_lines(citation.ranges), shown)
+    stated = _stated(claim, source, citation.ranges)
+    if conflicts:
+        reason = "; ".join(f"{o.item.label}, but {conflict}" for o in conflicts for conflict in o.conflicts)
+        verdict = replace(base, verdict=Verdict.MISMATCH, found=tuple(found), evidence=evidence, reason=reason,
+                          missing=tuple(o.item.label for o in missing))
+        return verdict, tuple(o.item for o in missing)
+    if not checked:
         if stated is not None:
-            return CitationVerdict(claim.report_line, citation.text, source.name, citation.ranges, Verdict.OK,
-                                   found=(stated,), reason="the claim states the cited value")
-        return CitationVerdict(
-            claim.report_line,
-            citation.text,
-            source.name,
-            citation.ranges,
-            Verdict.UNCHECKABLE,
-            reason="the claim has no number or quoted string to check",
-        )
-    found, holding = _scan(source, citation.ranges, items)
+            return replace(base, found=(stated,), reason="the claim states the cited value"), ()
+        reason = "the claim has no number, quoted string or word to check"
+        return replace(base, verdict=Verdict.UNCHECKABLE, reason=reason), ()
     if not found and not missing and stated is not None:
-        # The claim's numbers are held by its other citations; this one supports a stated word or flag.
-        return CitationVerdict(claim.report_line, citation.text, source.name, citation.ranges, Verdict.OK,
-                               found=(stated,), reason="the claim states the cited value")
+        # The claim's values are held by its other citations; this one supports a stated word or flag.
+        return replace(base, found=(stated,), reason="the claim states the cited value"), ()
     verdict = Verdict.MISMATCH if not found else Verdict.PARTIAL if missing else Verdict.OK
-    return CitationVerdict(
-        claim.report_line,
-        citation.text,
-        source.name,
-        citation.ranges,
-        verdict,
-        found=tuple(items[index].label for index in sorted(found)),
-        missing=tuple(item.label for item in missing),
-        evidence=_evidence(source, _cited_lines(citation.ranges), holding),
-        hint=_hint(source, missing, citation.ranges) if missing else None,
-        reason="the claim's other citations hold all its values" if not found and not missing else "",
-    )
+    reason = "the claim's other citations hold all its values" if not found and not missing else ""
+    contradicted = [f"{o.item.label}, but {c}" for o in missing if o.status == "contradicted" for c in o.conflicts]
+    if contradicted:
+        reason = "; ".join(contradicted)
+    result = replace(base, verdict=verdict, found=tuple(found), missing=tuple(o.item.label for o in missing),
+                     evidence=evidence, reason=reason)
+    return result, tuple(o.item for o in missing) if verdict is not Verdict.OK else ()
 
 
-def _judge_claim(claim: Claim, resolver: Resolver) -> list[CitationVerdict]:
+def _judge_claim(claim: Claim, resolver: Resolver) -> list[tuple[CitationVerdict, _HintRequest | None]]:
     # Resolve in order: an elided citation stands for the file cited just before it, inside this claim too.
     resolved = [(citation, resolver.resolve(citation)) for citation in claim.citations]
-    items = _claim_items(claim)
-    covered: set[int] = set()
-    for citation, source in resolved:
-        if isinstance(source, SourceFile):
-            covered |= _scan(source, citation.ranges, items)[0]
-    missing = [item for index, item in enumerate(items) if index not in covered]
-    return [
-        _judge_citation(claim, citation, source, items, missing)
+    cited = [
+        CitedLine(index, source, line)
+        for index, (citation, source) in enumerate(resolved)
         if isinstance(source, SourceFile)
-        else CitationVerdict(
-            claim.report_line,
-            citation.text,
-            source.path,
-            citation.ranges,
-            Verdict.UNRESOLVABLE,
-            reason=source.reason,
-        )
-        for citation, source in resolved
+        for line in _cited_lines(citation.ranges)
     ]
+    outcomes = judge_items(claim_items(claim), cited)
+    judged: list[tuple[CitationVerdict, _HintRequest | None]] = []
+    for index, (citation, source) in enumerate(resolved):
+        if not isinstance(source, SourceFile):
+            judged.append((_unresolved_verdict(claim, citation, source), None))
+            continue
+        verdict, to_hint = _judge_citation(claim, index, citation, source, outcomes)
+        hintable = tuple(item for item in to_hint if item.number is not None or item.quote is not None)
+        judged.append((verdict, _HintRequest(-1, source, hintable, citation.ranges) if hintable else None))
+    return judged
+
+
+def _nearest(holders: list[int], ranges: tuple[tuple[int, int], ...]) -> int | None:
+    """The line of ``holders`` closest to the cited ranges, to diagnose drifted line numbers."""
+
+    def distance(line: int) -> int:
+        return min(max(first - line, line - last, 0) for first, last in ranges)
+
+    return min(holders, key=distance) if holders else None
+
+
+def _holders(source: SourceFile, item: Item) -> list[int]:
+    if item.number is not None:
+        return source.lines_with_number(item.number)
+    return source.lines_with_text(item.quote or "")
+
+
+def _hint(request: _HintRequest) -> str | None:
+    by_line: dict[int | None, list[str]] = {}
+    for item in request.items:
+        by_line.setdefault(_nearest(_holders(request.source, item), request.ranges), []).append(item.label)
+    parts = [f"{', '.join(labels)} found on line {line}" for line, labels in by_line.items() if line is not None]
+    if None in by_line:
+        parts.append(f"{', '.join(by_line[None])} not in {request.source.name}")
+    return "; ".join(parts) or None
+
+
+def _link_verdicts(text: str, root: Path) -> list[tuple[int, CitationVerdict]]:
+    """Verdicts of `reportgen.bound` for value links, as citation verdicts; none while that module is absent."""
+    try:
+        from reportgen.bound import audit_links
+    except ImportError:
+        return []
+    # A resolver of its own: the links must not become the "file cited just before" of an elided citation.
+    merged = []
+    for link in audit_links(text, Resolver(root)):
+        lines = ((link.line, link.line),) if link.line is not None else ()
+        ok = link.verdict == "ok"
+        merged.append((link.report_line, CitationVerdict(
+            link.report_line, link.href or link.text, link.file, lines, Verdict(link.verdict),
+            found=(link.text,) if ok else (), missing=() if ok else (link.text,),
+            evidence=(link.expected,) if link.expected is not None else (), hint=link.hint, reason=link.reason,
+        )))
+    return merged
 
 
 def _read_report(report: Path) -> str:
@@ -312,14 +320,24 @@ def audit_report(report: Path, root: Path | None = None) -> AuditResult:
         raise ReportError(
             f"{root}: audit root is not a directory; pass --root with the artifacts' directory."
         )
-    resolver = Resolver(root)
-    verdicts = tuple(verdict for claim in extract_claims(text) for verdict in _judge_claim(claim, resolver))
-    counts = {kind.value: sum(v.verdict is kind for v in verdicts) for kind in Verdict}
-    return AuditResult(report, root, verdicts, counts)
+    claims = extract_claims(text)
+    written = [c.path for claim in claims for c in claim.citations if c.kind is CitationKind.PATH]
+    resolver = Resolver(root, written)
+    judged = [pair for claim in claims for pair in _judge_claim(claim, resolver)]
+    verdicts = [verdict for verdict, _ in judged]
+    # Hints last, file by file: each file's indexes are then built once for all its failing citations.
+    requests = [replace(request, position=at) for at, (_, request) in enumerate(judged) if request is not None]
+    for request in sorted(requests, key=lambda r: r.source.name):
+        verdicts[request.position] = replace(verdicts[request.position], hint=_hint(request))
+    ordered = [(v.report_line, v) for v in verdicts] + _link_verdicts(text, root)
+    ordered.sort(key=lambda pair: pair[0])  # stable: claims keep their order within a line
+    final = tuple(verdict for _, verdict in ordered)
+    counts = {kind.value: sum(v.verdict is kind for v in final) for kind in Verdict}
+    return AuditResult(report, root, final, counts)
 
 
 def _details(verdict: CitationVerdict) -> str:
-    if verdict.verdict in (Verdict.UNRESOLVABLE, Verdict.UNCHECKABLE):
+    if verdict.verdict in (Verdict.UNRESOLVABLE, Verdict.UNCHECKABLE, Verdict.FORBIDDEN, Verdict.UNBOUND):
         return verdict.reason
     parts = []
     if verdict.found:
@@ -381,7 +399,8 @@ def audit_cli(report: Path, root: Path | None, as_json: bool) -> int:
         as_json: Print `to_json` output instead of `format_text`.
 
     Returns:
-        1 when any citation is partial, mismatch or unresolvable, else 0 (uncheckable does not fail).
+        1 when any citation is partial, mismatch, unresolvable, forbidden or unbound, else 0 (uncheckable does
+        not fail).
 
     Raises:
         ReportError: From `audit_report`; the CLI entry point turns it into one line and exit status 2.

@@ -9,8 +9,11 @@ Recognised forms (the chunk is plain text that markdown-it already took out of a
   ``json:7170–7174, 38 in CSV shows …`` stays prose.
 - Elided paths: ``…pure-next-token.csv:2–5`` and ``…json:7227`` (the ellipsis stands for a prefix of a file
   cited earlier), ``…:7`` and a bare ``:7`` (the file cited just before). The audit resolves them.
-- ``[row 32 in CSV]``: a data row of the CSV cited most recently. Row numbers count data rows from 1 below the
-  header, so row N is physical line N + 1.
+- Rows of a CSV: ``[row 32 in CSV]``, ``(row 32)``, ``rows 2–5`` and ``CSV rows 2–5`` name the CSV cited most
+  recently; ``pure-next-token.csv rows 2–5`` names that file. In the seed style row N is physical line N (the
+  header is row 1), so ``rows 2–5`` are lines 2–5.
+- ``JSON L4`` (or ``JSON L4–L7``): line 4 of the JSON file cited most recently, or of the only JSON file the
+  report cites. ``[L817]``: line 817 of the file cited most recently.
 - Several files in one bracket, ``(a.json:3; b.csv:4)``, are simply several citations.
 
 A path needs a ``/`` or a known data/text extension, so prose such as ``e.g.:3`` or ``ratio 3.5:1`` is not
@@ -39,6 +42,15 @@ _CITATION = re.compile(
 )
 _MORE_RANGE = re.compile(rf"\s*,\s*(?P<range>{_RANGE})(?=\s*(?:[,;)\]]|$|\.(?:\s|$)))")
 _ROW = re.compile(r"[\[(]\s*row\s+(?P<row>\d+)\s+(?:in|of)\s+(?:the\s+)?CSV\s*[\])]", re.IGNORECASE)
+# "rows 2–5" anywhere; a singular "row 32" only inside a bracket or after "CSV", where it cannot be prose.
+_ROWS = re.compile(
+    rf"(?:(?<=[\[(])\s*rows?|(?<=CSV\s)rows?|\brows(?=\s+\d))\s+(?P<first>\d+)(?:\s*[{_DASH}]\s*(?P<last>\d+))?"
+    r"(?:\s+(?:in|of)\s+(?:the\s+)?CSV)?",
+    re.IGNORECASE,
+)
+_CSV_BEFORE = re.compile(r"(?P<path>/?(?:[\w.~\-]+/)*[\w~\-][\w.~\-]*\.csv)\s*$", re.IGNORECASE)
+_JSON_REF = re.compile(rf"\bJSON\s+L(?P<first>\d+)(?:\s*[{_DASH}]\s*L?(?P<last>\d+))?")
+_LINE_REF = re.compile(rf"\[L(?P<first>\d+)(?:\s*[{_DASH}]\s*L?(?P<last>\d+))?\]")
 _NUMBER_IN_RANGE = re.compile(r"\d+")
 # Characters that may precede a bare ":12" citation; "18:04" or "started: 2025" are not citations.
 _BARE_BEFORE = " \t\n([;,"
@@ -49,7 +61,9 @@ class CitationKind(str, Enum):
 
     PATH = "path"  # the path is written out
     ELIDED = "elided"  # "…suffix:N" or ":N": an earlier citation's file
-    ROW = "row"  # "[row N in CSV]": the most recently cited CSV
+    ROW = "row"  # "[row N in CSV]", "rows 2–5": the most recently cited CSV
+    JSON = "json"  # "JSON L4": the most recently cited JSON file, or the report's only one
+    LINE = "line"  # "[L817]": the file cited most recently
 
 
 @dataclass(frozen=True)
@@ -110,9 +124,29 @@ def _file_citation(chunk: str, match: re.Match[str]) -> Citation | None:
     return Citation(chunk[match.start() : end], kind, written, tuple(ranges), (match.start(), end))
 
 
-def _row_citation(match: re.Match[str]) -> Citation:
-    line = int(match.group("row")) + 1  # header is physical line 1, so data row N is line N + 1
-    return Citation(match.group(0), CitationKind.ROW, "", ((line, line),), match.span())
+def _row_citation(chunk: str, match: re.Match[str]) -> Citation:
+    """A seed-style row reference; row N is physical line N (the seed counts the header as row 1)."""
+    if "first" in match.re.groupindex:
+        first = int(match.group("first"))
+        last = int(match.group("last") or first)
+    else:
+        first = last = int(match.group("row"))
+    before = _CSV_BEFORE.search(chunk, 0, match.start())
+    if before is not None and (before.start() == 0 or not chunk[before.start() - 1].isalnum()):
+        span = (before.start(), match.end())
+        return Citation(chunk[span[0] : span[1]], CitationKind.PATH, before.group("path"), ((first, last),), span)
+    return Citation(match.group(0), CitationKind.ROW, "", ((first, last),), match.span())
+
+
+def _line_citation(match: re.Match[str], kind: CitationKind) -> Citation:
+    first = int(match.group("first"))
+    last = int(match.group("last") or first)
+    return Citation(match.group(0), kind, "", ((first, last),), match.span())
+
+
+def _add(found: list[Citation], citation: Citation) -> None:
+    if not any(_overlaps(citation.span, other.span) for other in found):
+        found.append(citation)
 
 
 def find_citations(chunk: str) -> list[Citation]:
@@ -125,13 +159,20 @@ def find_citations(chunk: str) -> list[Citation]:
         The citations; overlapping matches are resolved in favour of the one that starts first.
 
     """
-    found = [_row_citation(match) for match in _ROW.finditer(chunk)]
+    found: list[Citation] = []
+    for pattern in (_ROW, _ROWS):
+        for match in pattern.finditer(chunk):
+            _add(found, _row_citation(chunk, match))
+    for match in _JSON_REF.finditer(chunk):
+        _add(found, _line_citation(match, CitationKind.JSON))
+    for match in _LINE_REF.finditer(chunk):
+        _add(found, _line_citation(match, CitationKind.LINE))
     pos = 0
     while (match := _CITATION.search(chunk, pos)) is not None:
         citation = _file_citation(chunk, match)
         pos = citation.span[1] if citation else match.start() + 1
-        if citation and not any(_overlaps(citation.span, other.span) for other in found):
-            found.append(citation)
+        if citation:
+            _add(found, citation)
     return sorted(found, key=lambda citation: citation.span)
 
 

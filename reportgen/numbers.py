@@ -1,9 +1,12 @@
 """Find numbers in prose and artifact lines, and match a written number to a data value by the rounding rule.
 
-The matching rule follows data-to-paper: a number written in a report supports a data value when the value,
-rounded half-up *or* truncated to the writer's decimal places or significant figures, equals what was written.
-It is deliberately not a relative tolerance: ``0.46`` does not support ``0.4539`` although it is within 2 %.
-Percentages also match the fraction (``75.7%`` ↔ ``0.7568``); scientific notation matches the decimal value.
+The matching rule: a number written in a report supports a data value when the value, rounded half-up *or*
+half-even to the writer's decimal places, equals what was written (scientific notation: to its printed
+significant digits). Truncation is not accepted (``0.45`` is not ``0.4569``), and it is not a relative
+tolerance either: ``0.46`` does not support ``0.4539`` although it is within 2 %. A written integer (no
+decimal point, no exponent, no ``%``) supports a non-integral value only when the value's magnitude is at
+least 100 (``781`` for 780.9), so ``L 3`` never matches 2.76. Percentages match the fraction
+(``75.7%`` ↔ ``0.7568``) and a value already in percent.
 
 Tokenisation rules for prose (`extract_numbers`):
 
@@ -22,9 +25,9 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 
-__all__ = ["NumberToken", "extract_numbers", "matches", "numbers_in_line"]
+__all__ = ["NumberToken", "extract_numbers", "is_integer_written", "matches", "numbers_in_line"]
 
 # Sign characters seen in LLM prose: ASCII hyphen, minus U+2212, non-breaking hyphen U+2011, hyphen U+2010.
 _MINUS = "-\u2212\u2011\u2010"
@@ -41,6 +44,7 @@ _UNGROUPED = re.compile(rf"(?P<int>\d+)(?P<frac>\.\d+)?(?:[eE](?P<exp>[{_MINUS}+
 _NORM_AFTER = re.compile(r"\s*[-\u2011 ]?(?:norm|distance|loss|penalty|regulari)", re.IGNORECASE)
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?')
 _JSON_LINE = re.compile(r'^\s*(?:"(?:[^"\\]|\\.)*"\s*:|[\[\]{}])')
+_DIGIT = re.compile(r"\d")
 _PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
@@ -169,10 +173,12 @@ def extract_numbers(text: str) -> list[NumberToken]:
 
 
 def _agrees(written: Decimal, actual: Decimal, places: int) -> bool:
-    """Whether ``actual`` rounded half-up or truncated to ``places`` decimals equals ``written``."""
+    """Whether ``actual`` rounded half-up or half-even to ``places`` decimals equals ``written``."""
     quantum = Decimal(1).scaleb(-places)
     try:
-        return any(actual.quantize(quantum, rounding=mode) == written for mode in (ROUND_HALF_UP, ROUND_DOWN))
+        return any(
+            actual.quantize(quantum, rounding=mode) == written for mode in (ROUND_HALF_UP, ROUND_HALF_EVEN)
+        )
     except InvalidOperation:  # more digits than the context holds: 1e300 quantized to 6 places
         return False
 
@@ -183,12 +189,28 @@ def _agrees_sig_figs(written: Decimal, actual: Decimal, sig_figs: int) -> bool:
     return _agrees(written, actual, sig_figs - 1 - actual.adjusted())
 
 
-def matches(claimed: NumberToken, actual: float) -> bool:
-    """Whether a written number reports a data value, by the data-to-paper rounding rule.
+def is_integer_written(claimed: NumberToken) -> bool:
+    """Whether a number is written as a plain integer: no decimal point, no exponent, no ``%``."""
+    raw = claimed.raw.lower()
+    return not claimed.is_percent and "." not in raw and "e" not in raw
 
-    ``actual`` supports ``claimed`` when rounding (half-up) or truncating it to the claimed number's decimal
-    places, or to its significant figures, gives the written value. A percentage also matches the fraction
-    (``75.68%`` ↔ ``0.7568``). Example: ``0.45`` and ``0.453`` match ``0.4539``, ``0.46`` does not.
+
+def _readings(actual: float) -> list[Decimal]:
+    # repr gives the shortest decimal that round-trips (what the artifact line shows, so 0.7568 * 100 is 75.68);
+    # the exact binary value is what Python's own formatting rounds (f"{2.675:.2f}" prints 2.67).
+    shortest = Decimal(repr(actual))
+    exact = Decimal(actual)
+    return [shortest] if exact == shortest else [shortest, exact]
+
+
+def matches(claimed: NumberToken, actual: float) -> bool:
+    """Whether a written number reports a data value, by the rounding rule of the module docstring.
+
+    ``actual`` supports ``claimed`` when rounding it half-up or half-even to the claimed number's decimal
+    places (scientific notation: its significant figures) gives the written value. A written integer matches a
+    non-integral value only when ``|actual| >= 100``. A percentage also matches the fraction
+    (``75.68%`` ↔ ``0.7568``). Example: ``0.45`` and ``0.454`` match ``0.4539``; ``0.46`` does not, nor does
+    ``0.45`` match ``0.4569`` (no truncation), nor ``3`` match ``2.76``.
 
     Args:
         claimed: A number extracted from prose.
@@ -201,21 +223,29 @@ def matches(claimed: NumberToken, actual: float) -> bool:
     if not math.isfinite(actual):
         return False
     written = claimed.exact
-    # repr gives the shortest decimal that round-trips, so 0.7568 * 100 is exactly 75.68, not 75.67999….
-    candidates = [Decimal(repr(actual))]
+    candidates = _readings(actual)
     if claimed.is_percent:
-        candidates.append(candidates[0] * 100)
+        candidates += [value * 100 for value in candidates]
+    if is_integer_written(claimed) and actual != int(actual) and abs(actual) < 100:
+        return False
+    scientific = "e" in claimed.raw.lower()
     return any(
-        _agrees(written, value, claimed.decimals) or _agrees_sig_figs(written, value, claimed.sig_figs)
+        _agrees_sig_figs(written, value, claimed.sig_figs) if scientific else _agrees(written, value, claimed.decimals)
         for value in candidates
     )
 
 
 def _cell_numbers(cell: str) -> list[float]:
+    if "_" not in cell:  # float() would read "1_000" as 1000
+        try:
+            value = float(cell)  # the fast path for the numeric cells that make up most of a CSV
+        except ValueError:
+            pass
+        else:
+            return [value] if math.isfinite(value) else []
     text = cell.strip()
-    if _PLAIN_NUMBER.match(text):
-        value = float(text)
-        return [value] if math.isfinite(value) else []
+    if not _DIGIT.search(text):
+        return []  # most text cells: no digit, nothing to tokenise
     return [token.value for token in extract_numbers(text)]
 
 

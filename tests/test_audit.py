@@ -135,7 +135,12 @@ def test_fixture_artifacts_are_real_files(root):
         ("(…pure-next-token.csv:2–5)", [("elided", "pure-next-token.csv", ((2, 5),))]),
         ("(…json:7227–7233, 7538–7546)", [("elided", "json", ((7227, 7233), (7538, 7546)))]),
         ("see (:12) and (…:13)", [("elided", "", ((12, 12),)), ("elided", "", ((13, 13),))]),
-        ("[row 32 in CSV]", [("row", "", ((33, 33),))]),
+        ("[row 32 in CSV]", [("row", "", ((32, 32),))]),  # row N is physical line N in the seed style
+        ("(CSV rows 2–5)", [("row", "", ((2, 5),))]),
+        ("(x/pure-next-token.csv rows 2–5)", [("path", "x/pure-next-token.csv", ((2, 5),))]),
+        ("see JSON L4 and JSON L7–L9", [("json", "", ((4, 4),)), ("json", "", ((7, 9),))]),
+        ("as printed [L817]", [("line", "", ((817, 817),))]),
+        ("the row 3 of a table; [L 31]", []),
         ("probe.json#L10-L12", [("path", "probe.json", ((10, 12),))]),
         ("../secret.json:1", [("path", "../secret.json", ((1, 1),))]),
         ("started: 2025-10-04 18:04:23; ratio 3.5:1; e.g.:3", []),
@@ -230,7 +235,9 @@ CASES = [
     ),
     ("bare_line_elided", f"Entropy 0.4539 at L 31 ({CSV}:33). Top-1 ' Berlin' at L 31 (:33).", ["ok", "ok"]),
     ("bare_line_without_history", "Entropy 0.4539 (:33).", ["unresolvable"]),
-    ("row_in_csv", f"L 31: 0.4539 ({CSV}:33). At L 30 top-1 is ' Germany' [row 31 in CSV].", ["ok", "ok"]),
+    ("row_in_csv", f"L 31: 0.4539 ({CSV}:33). At L 30 top-1 is ' Germany' [row 32 in CSV].", ["ok", "ok"]),
+    ("row_in_csv_is_physical_line", f"L 31: 0.4539 ({CSV}:33). At L 30 entropy is 2.2030 [row 31 in CSV].",
+     ["ok", "mismatch"]),
     (
         "row_in_csv_wrong_row",
         f"L 31: 0.4539 ({CSV}:33). At L 30 entropy is 2.2030 [row 30 in CSV].",
@@ -238,7 +245,7 @@ CASES = [
     ),
     (
         "row_after_json_uses_last_csv",
-        f"L 31: 0.4539 ({CSV}:33). Max 38.10 ({JSON}:7208). At L 30 top-1 is ' Germany' [row 31 in CSV].",
+        f"L 31: 0.4539 ({CSV}:33). Max 38.10 ({JSON}:7208). At L 30 top-1 is ' Germany' [row 32 in CSV].",
         ["ok", "ok", "ok"],
     ),
     (
@@ -362,10 +369,10 @@ def test_unresolvable_reason_names_the_line_count(root):
     assert verdict.reason == f"line 99999 out of range: {JSON} has {JSON_LINES} lines"
 
 
-def test_row_citation_reads_line_n_plus_one(root):
-    markdown = f"L 31: 0.4539 ({CSV}:33). At L 30 top-1 is ' Germany' [row 31 in CSV].\n"
+def test_row_citation_reads_line_n(root):
+    markdown = f"L 31: 0.4539 ({CSV}:33). At L 30 top-1 is ' Germany' [row 32 in CSV]; rows 31–32 too.\n"
     verdicts = _audit(root, markdown).verdicts
-    assert (verdicts[1].file, verdicts[1].lines) == (CSV, ((32, 32),))
+    assert [(v.file, v.lines) for v in verdicts[1:]] == [(CSV, ((32, 32),)), (CSV, ((31, 32),))]
 
 
 def test_format_text_exact(root):
@@ -376,14 +383,15 @@ def test_format_text_exact(root):
         f"{report}:3  ok  {JSON}:7208  \u2014 found 38.10",
         f'{report}:4  mismatch  {JSON}:7177  \u2014 missing 0.87; cited 7177: "L_semantic_frac": 0.8611,; '
         f"hint: 0.87 not in {JSON}",
-        "2 citations: 1 ok, 0 partial, 1 mismatch, 0 unresolvable, 0 uncheckable",
+        "2 citations: 1 ok, 0 partial, 1 mismatch, 0 unresolvable, 0 forbidden, 0 unbound, 0 uncheckable",
     ]
 
 
 def test_to_json_is_serialisable(root):
     result = _audit(root, f"Window max ≈ 38.10 bits ({JSON}:7208).\n")
     data = json.loads(json.dumps(to_json(result)))
-    assert data["counts"] == {"ok": 1, "partial": 0, "mismatch": 0, "unresolvable": 0, "uncheckable": 0}
+    assert data["counts"] == {"ok": 1, "partial": 0, "mismatch": 0, "unresolvable": 0, "forbidden": 0,
+                              "unbound": 0, "uncheckable": 0}
     assert data["verdicts"][0] | {"evidence": None} == {
         "report_line": 1,
         "citation_text": f"{JSON}:7208",
