@@ -143,7 +143,7 @@ def write_derived(facts: FactSet, out: Path, alias: str, prefix: str = "") -> di
     artifact value. Each entry names its formula and the artifact lines of its sources."""
     from reportgen.jsonmap import parse_json_map
 
-    derived = [f for f in facts if f.sources]
+    derived = facts.derived()
     doc = {f.key.split(":", 1)[1]: {"value": f.value, "unit": f.unit, "formula": f.formula, "sources": list(f.sources),
                                     "source_lines": [prefix + c for c in f.source_citations]} for f in derived}
     text = json.dumps(doc, indent=2, ensure_ascii=True) + "\n"

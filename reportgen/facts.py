@@ -20,17 +20,17 @@ Objects and arrays are *blocks*, not facts: ``FactSet.get`` finds them (value = 
 from __future__ import annotations
 
 import bisect
-import csv
 import difflib
 import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
+from reportgen.csvtable import CsvTable
 from reportgen.errors import ReportError
 from reportgen.jsonmap import format_path, parse_json_map, quote_name
 
@@ -39,9 +39,6 @@ FactValue = Union[float, int, str, bool, None]
 MANIFEST = "manifest.json"
 SCHEMA_MAJOR = "1"
 _SUGGEST_POOL = 2000  # difflib candidates at most; it is linear in them
-_BARE_CELL = re.compile(r'[^\s,=\[\]"\\]+')
-_INT = re.compile(r"[+-]?[0-9]+")
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity)")
 
 
 # (pattern, unit): ``re.search`` on the last key or the column name; the first match wins, so the specific
@@ -114,23 +111,37 @@ _Pending = tuple[str, FactValue, Union[str, None], str, int, int]
 
 
 class FactSet:
-    """All facts of one model run, by key, in artifact then document order; derived facts can be added."""
+    """All facts of one model run, by key: JSON leaves, CSV cells (read on demand, see `reportgen.csvtable`) and
+    derived facts, in artifact then document order with derived facts last."""
 
-    def __init__(self, facts: Iterable[Fact | _Pending] = (), blocks: Iterable[Fact] = ()) -> None:
-        """Index facts (or their field tuples) and blocks by key; raise ReportError if two share a key."""
+    def __init__(self, facts: Iterable[Fact | _Pending] = (), blocks: Iterable[Fact] = (),
+                 tables: Iterable[CsvTable] = ()) -> None:
+        """Index facts (or their field tuples), blocks and CSV tables; raise ReportError if two share a key."""
         self._facts = _index(facts)
         self._blocks = _index(blocks)
+        self._tables = list(tables)
         if clash := self._facts.keys() & self._blocks.keys():
             raise ReportError(f"fact key {min(clash)!r} is defined twice; keys must be unique")
 
     def __iter__(self) -> Iterator[Fact]:
-        return map(_materialize, self._facts.values())
+        plain = (entry for entry in self._facts.values() if type(entry) is tuple or not entry.sources)
+        yield from map(_materialize, plain)
+        for table in self._tables:
+            yield from map(_materialize, table)
+        yield from self.derived()
 
     def __len__(self) -> int:
-        return len(self._facts)
+        return len(self._facts) + sum(len(table) for table in self._tables)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._facts or key in self._blocks
+        return isinstance(key, str) and (key in self._facts or key in self._blocks or self._cell(key) is not None)
+
+    def _table(self, key: str) -> CsvTable | None:
+        return next((t for t in self._tables if key.startswith(t.name + "[")), None)
+
+    def _cell(self, key: str) -> _Pending | None:
+        table = self._table(key)
+        return table.get(key) if table is not None else None
 
     def get(self, key: str) -> Fact:
         """Return the fact or block with this key.
@@ -139,16 +150,37 @@ class FactSet:
             ReportError: Unknown key; the message lists the closest known keys.
 
         """
-        entry = self._facts.get(key) or self._blocks.get(key)
+        entry = self._facts.get(key) or self._blocks.get(key) or self._cell(key)
         if entry is None:
-            close = _close_keys(key, [*self._facts, *self._blocks])
+            close = _close_keys(key, self._candidates(key))
             hint = f"; did you mean {' or '.join(close)}?" if close else "; list keys with `reportgen facts`"
             raise ReportError(f"unknown fact key {key!r}{hint}")
         return _materialize(entry)
 
+    def _candidates(self, key: str) -> list[str]:
+        """Keys to suggest from: JSON, derived and block keys, and the cells of the table the key names."""
+        keys = [*self._facts, *self._blocks]
+        if (table := self._table(key)) is not None:
+            suffix = next((s for s in table.suffixes if key.endswith(s)), None)
+            # The row part ends at a "]"; when it names a row, the typo is in the column.
+            rows = [key[: i + 1] for i, c in enumerate(key) if c == "]" and key[: i + 1] in table.rows]
+            if rows:
+                keys += [rows[-1] + s for s in table.suffixes]
+            elif suffix:
+                keys += [r + suffix for r in table.rows]
+        return keys
+
     def by_prefix(self, prefix: str) -> list[Fact]:
         """Return the facts whose key starts with ``prefix``, in order, e.g. ``probe.json:per_prompt[0].``."""
-        return [_materialize(entry) for key, entry in self._facts.items() if key.startswith(prefix)]
+        out = [_materialize(entry) for key, entry in self._facts.items() if key.startswith(prefix)]
+        for table in self._tables:
+            if table.name.startswith(prefix) or prefix.startswith(table.name + "["):
+                out += [_materialize(row) for row in table if row[0].startswith(prefix)]
+        return out
+
+    def derived(self) -> list[Fact]:
+        """Return the derived facts, in the order they were added."""
+        return [entry for entry in self._facts.values() if type(entry) is not tuple and entry.sources]
 
     def blocks(self) -> list[Fact]:
         """Return the JSON object and array blocks, in document order."""
@@ -207,16 +239,18 @@ def extract_facts(model_dir: Path) -> FactSet:
 
     """
     facts: list[Fact | _Pending]
-    facts, blocks = [], []
+    facts, blocks, tables = [], [], []
     for artifact in _read_manifest(model_dir):
+        if artifact["kind"] == "csv":  # scanned and hashed in one pass; cells are read when asked for
+            tables.append(CsvTable(artifact["path"], model_dir / artifact["path"], artifact["sha256"],
+                                   artifact.get("key_columns"), artifact.get("columns"), quote_name, infer_unit))
+            continue
         text = _read_verified(model_dir, artifact)
         if artifact["kind"] == "json":
             leaves, containers = _json_facts(artifact["path"], text)
             facts += leaves
             blocks += containers
-        elif artifact["kind"] == "csv":
-            facts += _csv_facts(artifact["path"], text, artifact.get("key_columns"), artifact.get("columns"))
-    return FactSet(facts, blocks)
+    return FactSet(facts, blocks, tables)
 
 
 def format_facts(factset: FactSet, as_json: bool) -> str:
@@ -292,91 +326,6 @@ def _json_facts(name: str, text: str) -> tuple[list[Fact], list[Fact]]:
     return leaves, blocks
 
 
-def _csv_facts(name: str, text: str, key_columns: Any, columns: Any = None) -> list[_Pending]:
-    """Return one pending fact per cell, on physical lines (header = 1), rows keyed by ``key_columns``.
-
-    When the manifest lists the ``columns``, the header must be exactly that list: a renamed or swapped header
-    would bind every value of those columns to the wrong name.
-    """
-    header, rows = _read_csv(name, text)
-    if isinstance(columns, list) and header != columns:
-        diff = next(i for i, (a, b) in enumerate(zip([*header, None], [*columns, None])) if a != b)
-        found = header[diff] if diff < len(header) else "nothing"
-        wanted = columns[diff] if diff < len(columns) else "nothing"
-        raise ReportError(f"{name}:1: column {diff + 1} is {found!r} but {MANIFEST} lists {wanted!r}; the header "
-                          "does not match the manifest's column list, so re-run `probe run`")
-    if not (isinstance(key_columns, list) and key_columns and all(k in header for k in key_columns)):
-        raise ReportError(f"{MANIFEST}: key_columns of {name} must be a non-empty list of columns from its "
-                          f"header {header}, found {key_columns!r}")
-    key_parts = [(quote_name(k) + "=", header.index(k)) for k in key_columns]
-    suffixes = [f".{c}" if quote_name(c) == c else f"[{quote_name(c)}]" for c in header]
-    # One type per column: a token column holding "nan", "1" or "True" must stay text (see _parse_column).
-    columns = [_parse_column([cells[j] for _, cells in rows]) for j in range(len(header))]
-    units = [infer_unit(col) if numeric else None for col, (_, numeric) in zip(header, columns, strict=True)]
-    values_by_row = zip(*(values for values, _ in columns), strict=True)
-    facts: list[_Pending] = []
-    first_line: dict[str, int] = {}
-    for (line, cells), values in zip(rows, values_by_row, strict=True):
-        row_key = f"{name}[{','.join(label + _cell_key(cells[i]) for label, i in key_parts)}]"
-        if row_key in first_line:
-            raise ReportError(f"{name}: lines {first_line[row_key]} and {line} share the key {row_key}; "
-                              f"key_columns {key_columns} must identify one row")
-        first_line[row_key] = line
-        facts += [
-            (row_key + suffix, value, unit if value is not None else None, name, line, line)
-            for suffix, value, unit in zip(suffixes, values, units, strict=True)
-        ]
-    return facts
-
-
-def _read_csv(name: str, text: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Split CSV text into the header and (physical line, cells) rows, rejecting multi-line records."""
-    # The final newline ends the last line; it does not start another.
-    reader = csv.reader(text.removesuffix("\n").split("\n"), strict=True)
-    rows: list[tuple[int, list[str]]] = []
-    try:
-        for line, cells in enumerate(reader, start=1):
-            # A quoted newline makes csv.reader consume several lines for one record: line_num runs ahead.
-            if reader.line_num != line:
-                raise ReportError(f"{name}:{line}\u2013{reader.line_num}: one record spans several lines (a "
-                                  "quoted newline); the artifact contract is one record per physical line")
-            if not cells:
-                continue  # blank line: no record, but it still counts for the line numbers
-            if rows and len(cells) != len(rows[0][1]):
-                raise ReportError(f"{name}:{line}: expected {len(rows[0][1])} cells as in the header, "
-                                  f"found {len(cells)}")
-            rows.append((line, cells))
-    except csv.Error as e:
-        raise ReportError(f"{name}:{reader.line_num}: malformed CSV: {e}") from e
-    if not rows or rows[0][0] != 1:
-        raise ReportError(f"{name}:1: expected a header line, found an empty line or file")
-    header = rows[0][1]
-    if repeated := sorted(column for column, n in Counter(header).items() if n > 1):
-        raise ReportError(f"{name}:1: header repeats columns {repeated}; each column needs a unique name")
-    return header, rows[1:]
-
-
-def _parse_column(cells: list[str]) -> tuple[list[FactValue], bool]:
-    """Parse a whole column with one type, returning its values and whether they are numbers.
-
-    Typing per column, not per cell, keeps a text column (e.g. next tokens) text even where one token reads
-    like ``1``, ``nan`` or ``True``. Empty cells are None in every column (pandas writes NaN/None as empty).
-    """
-    filled = [cell for cell in cells if cell]
-    parse: Callable[[str], FactValue]
-    if all(map(_INT.fullmatch, filled)):  # map(): no Python frame per cell
-        parse, numeric = int, True
-    elif all(map(_FLOAT.fullmatch, filled)):
-        parse, numeric = float, True
-    elif all(cell in ("True", "False") for cell in filled):
-        parse, numeric = "True".__eq__, False
-    else:
-        parse, numeric = str, False
-    if len(filled) == len(cells):
-        return list(map(parse, cells)), numeric  # no gaps: map() runs the parser at C speed
-    return [parse(cell) if cell else None for cell in cells], numeric
-
-
 def _index(entries: Iterable[Fact | _Pending]) -> dict[str, Fact | _Pending]:
     """Map key to fact (or pending field tuple), raising on a repeated key."""
     items = list(entries)
@@ -391,11 +340,6 @@ def _index(entries: Iterable[Fact | _Pending]) -> dict[str, Fact | _Pending]:
 
 def _materialize(entry: Fact | _Pending) -> Fact:
     return Fact(*entry) if isinstance(entry, tuple) else entry
-
-
-def _cell_key(cell: str) -> str:
-    """Write a key cell's raw text bare, or JSON-quoted when it could be mistaken for key syntax."""
-    return cell if _BARE_CELL.fullmatch(cell) else json.dumps(cell, ensure_ascii=False)
 
 
 def _close_keys(key: str, keys: list[str]) -> list[str]:

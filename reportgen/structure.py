@@ -125,7 +125,7 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
         for v in ("orig", "nf"):
             if J("ablation", primary, f"{m}_{v}") in facts:
                 F[f"abl_{m}_{v}"] = facts.get(J("ablation", primary, f"{m}_{v}"))
-    F.update({k.split(":", 1)[1]: facts.get(k) for k in list(facts_keys(facts)) if k.startswith("derived:")})
+    F.update({f.key.split(":", 1)[1]: f for f in facts.derived()})
     n = int(F["n_layers"].value)
     l_sem = F["L_sem"].value
     table = []
@@ -173,8 +173,3 @@ def add_verdicts(facts: FactSet, checks: list[CheckResult]) -> dict[str, Fact]:
     return {c.rule.id: facts.add_derived(f"derived:check_{c.rule.id}", _VERDICT_VALUE[c.verdict], "verdict",
                                          [f.key for _, f in c.evidence], c.rule.check)
             for c in checks if c.evidence}
-
-
-def facts_keys(facts: FactSet) -> list[str]:
-    """All fact keys (scalar and derived)."""
-    return [f.key for f in facts]
