@@ -232,22 +232,31 @@ def _join_chunks(chunks: list[Chunk], separator: str = " | ") -> Chunk:
     return Chunk(separator.join(text), tuple(code), chunks[0].first_line)
 
 
+_NEXT_VISIBLE = re.compile(r"\s*(\S)")
+
+
 def _is_sentence_end(text: str, index: int) -> bool:
+    """Whether the ``.!?`` at ``index`` ends a sentence; costs the length of the word before it, not of the text."""
     if text[index] not in ".!?" or index + 1 >= len(text) or not text[index + 1].isspace():
         return False
-    rest = text[index + 1 :].lstrip()
-    if not rest or rest[0].islower():
+    following = _NEXT_VISIBLE.match(text, index + 1)
+    if following is None or following.group(1).islower():
         return False
-    word = re.search(r"[\w.]*$", text[:index])  # always matches, possibly empty
-    return word is None or word.group(0).lower() not in _ABBREVIATIONS
+    start = index
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] in "_."):
+        start -= 1
+    return text[start:index].lower() not in _ABBREVIATIONS
 
 
 def _sentence_spans(chunk: Chunk) -> list[tuple[int, int]]:
-    """Sentence boundaries outside brackets, double quotes and code spans."""
+    """Sentence boundaries outside brackets, double quotes and code spans (linear in the text)."""
     spans, start, depth, quoted = [], 0, 0, False
     text = chunk.text
+    in_code = bytearray(len(text))
+    for low, high in chunk.code_spans:
+        in_code[low:high] = b"\x01" * (high - low)
     for index, char in enumerate(text):
-        if any(low <= index < high for low, high in chunk.code_spans):
+        if in_code[index]:
             continue
         if char == '"':
             quoted = not quoted

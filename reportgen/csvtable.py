@@ -31,7 +31,6 @@ Row = tuple[str, FactValue, Union[str, None], str, int, int]  # Fact fields: key
 _BARE_CELL = re.compile(r'[^\s,=\[\]"\\]+')
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity)")
-_KINDS = ("int", "float", "bool")  # a column is the first kind every filled cell fits, else text
 
 
 def cell_key(cell: str) -> str:
@@ -39,12 +38,15 @@ def cell_key(cell: str) -> str:
     return cell if _BARE_CELL.fullmatch(cell) else json.dumps(cell, ensure_ascii=False)
 
 
-def _fits(kind: str, cell: str) -> bool:
-    if kind == "int":
-        return _INT.fullmatch(cell) is not None
-    if kind == "float":
-        return _FLOAT.fullmatch(cell) is not None
-    return cell in ("True", "False")
+def _narrow(kind: str, cell: str) -> str:
+    """The type a column can still have after one more filled cell (empty -> int -> float; bool; else text)."""
+    if kind in ("empty", "int") and _INT.fullmatch(cell):
+        return "int"
+    if kind in ("empty", "int", "float") and _FLOAT.fullmatch(cell):
+        return "float"
+    if kind in ("empty", "bool") and cell in ("True", "False"):
+        return "bool"
+    return "text"
 
 
 _PARSE: dict[str, Callable[[str], FactValue]] = {"int": int, "float": float, "bool": "True".__eq__, "text": str}
@@ -83,42 +85,63 @@ class CsvTable:
 
     def _scan(self, sha256: str, key_columns: Any, columns: Any) -> None:
         digest = hashlib.sha256()
-        fits: list[list[bool]] = []
-        key_at: list[int] = []
-        offset = 0
         try:
             handle = self.path.open("rb")
         except OSError as e:
             raise ReportError(f"{self.path}: listed in manifest.json but unreadable: {e.strerror}") from e
+        kinds: list[str] = []
+        key_at: list[int] = []
         with handle:
-            for number, raw in enumerate(handle, start=1):
-                digest.update(raw)
-                self.offsets.append(offset)
-                cells = self._cells(raw, number, offset)
-                offset += len(raw)
-                if cells is None:
-                    continue
-                if not self.header:
-                    if number != 1:
-                        raise ReportError(f"{self.name}:1: expected a header line, found an empty line or file")
-                    key_at = self._set_header(cells, key_columns, columns)
-                    fits = [[True] * len(_KINDS) for _ in cells]
-                    continue
-                if len(cells) != len(self.header):
-                    raise ReportError(f"{self.name}:{number}: expected {len(self.header)} cells as in the header, "
-                                      f"found {len(cells)}")
-                for flags, cell in zip(fits, cells):
-                    if cell:
-                        for k, kind in enumerate(_KINDS):
-                            flags[k] = flags[k] and _fits(kind, cell)
-                self._add_row(cells, key_at, number)
+            reader = csv.reader(self._lines(handle, digest), strict=True)  # one reader: no object per line
+            number = 0
+            try:
+                for cells in reader:
+                    number += 1
+                    if reader.line_num != number:  # a quoted newline made the reader consume several lines
+                        raise ReportError(f"{self.name}:{number}\u2013{reader.line_num}: one record spans several "
+                                          "lines (a quoted newline); the artifact contract is one record per "
+                                          "physical line")
+                    if not cells:
+                        continue  # blank line: no record, but it still counts for the line numbers
+                    if not self.header:
+                        if number != 1:
+                            break
+                        key_at = self._set_header(cells, key_columns, columns)
+                        kinds = ["empty"] * len(cells)
+                        continue
+                    if len(cells) != len(self.header):
+                        raise ReportError(f"{self.name}:{number}: expected {len(self.header)} cells as in the "
+                                          f"header, found {len(cells)}")
+                    for j, cell in enumerate(cells):
+                        if cell and kinds[j] != "text":
+                            kinds[j] = _narrow(kinds[j], cell)
+                    self._add_row(cells, key_at, number)
+            except csv.Error as e:
+                raise ReportError(f"{self.name}:{reader.line_num}: malformed CSV: {e}") from e
+            for _ in handle:  # a header-less file: hash the rest so the error below is the right one
+                pass
         if not self.header:
             raise ReportError(f"{self.name}:1: expected a header line, found an empty line or file")
         if digest.hexdigest() != sha256.lower():
             raise ReportError(f"{self.name}: sha256 mismatch: manifest expects {sha256}, file has "
                               f"{digest.hexdigest()}; the artifact changed after the probe wrote it, so re-run "
                               "`probe run`")
-        self.kinds = [next((kind for kind, ok in zip(_KINDS, flags) if ok), "text") for flags in fits]
+        self.kinds = ["text" if kind == "empty" else kind for kind in kinds]
+
+    def _lines(self, handle: Any, digest: Any) -> Iterator[str]:
+        """Decoded physical lines without their line break, recording each line's byte offset and hashing it."""
+        offset = 0
+        for number, raw in enumerate(handle, start=1):
+            digest.update(raw)
+            self.offsets.append(offset)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ReportError(f"{self.name}: byte {offset + e.start} is not UTF-8: {e.reason}") from e
+            offset += len(raw)
+            if number == 1:
+                text = text.removeprefix("\ufeff")  # a BOM would otherwise glue itself to the first column
+            yield text.removesuffix("\n").removesuffix("\r")
 
     def _cells(self, raw: bytes, number: int, offset: int) -> list[str] | None:
         """The cells of one physical line; None for a blank line."""
