@@ -1,8 +1,9 @@
 """Draft the narrative with an LLM, validate it against the facts, re-ask, and fall back section by section.
 
-Nothing the LLM writes reaches a report unless every number, handle and quoted token of the sentence checks
-out; sentences that still fail after the re-ask rounds are dropped, and an empty section falls back to the
-deterministic text. What was removed is recorded beside the report (`<model>.validation.json`).
+The LLM writes ``{placeholder}`` names and never a value; nothing it writes reaches a report unless every
+placeholder sits in a phrase that says what it is and the words check out (`reportgen.validate`). Sentences that
+still fail after the re-ask are dropped, and an empty section falls back to the deterministic text. Every round's
+full draft and findings, and what was removed, are recorded beside the report (`<model>.validation.json`).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from reportgen.bound import Binding
 from reportgen.errors import ReportError
 from reportgen.facts import FactSet
 from reportgen.llm import LLMClient, LLMConfig, LLMError, ResponseCache
 from reportgen.prompt import SECTION_ASKS, TOKEN_BUDGET, build_prompt, parse_sections
 from reportgen.rules import CheckResult
 from reportgen.structure import ReportData
-from reportgen.validate import drop_unsupported, findings_for_reask, to_record, validate_section
+from reportgen.validate import drop_unsupported, findings_for_reask, round_record, to_record, validate_section
 
 MAX_ROUNDS = 2  # the first draft plus one re-ask with the findings
 
@@ -62,16 +64,29 @@ class Narrator:
             self._server.stop()
             self._server = None
 
+    def _prompt(self, data: ReportData, checks: list[CheckResult], prefix: str, derived: dict[str, Binding],
+                findings: str) -> Any:
+        """The prompt, with the re-ask findings cut (last first) until it fits the token budget."""
+        lines = findings.splitlines()
+        keep = len(lines)
+        while True:
+            shown = "\n".join(lines[:keep] + ([f"(and {len(lines) - keep} more sentences with problems)"]
+                                               if keep < len(lines) else []))
+            prompt = build_prompt(data, checks, prefix, derived, shown, compact=self.compact)
+            if prompt.n_tokens <= TOKEN_BUDGET or keep == 0:
+                return prompt
+            keep //= 2
+
     def __call__(self, data: ReportData, facts: FactSet, checks: list[CheckResult], prefix: str,
-                 derived: dict[str, str], fallback: dict[str, str]) -> tuple[dict[str, str], str, dict[str, Any]]:
+                 derived: dict[str, Binding], fallback: dict[str, str]) -> tuple[dict[str, str], str, dict[str, Any]]:
         """Draft, validate, re-ask, and assemble the narrative sections of one report."""
         info: dict[str, Any] = {"provider": self.config.provider, "model": self.config.model or "local model",
                                 "calls": 0, "cache_hits": 0, "rounds": 0,
                                 "usage": {"prompt_tokens": 0, "completion_tokens": 0}}
-        findings_text, results, reply_sections, drafts = "", [], {}, []
+        findings_text, results, reply_sections, rounds = "", [], {}, []
         try:
             for _round in range(MAX_ROUNDS):
-                prompt = build_prompt(data, checks, prefix, derived, findings_text, compact=self.compact)
+                prompt = self._prompt(data, checks, prefix, derived, findings_text)
                 info["prompt_tokens_counted"] = prompt.n_tokens
                 if prompt.n_tokens > TOKEN_BUDGET:
                     raise ReportError(f"prompt for {data.alias} is {prompt.n_tokens} tokens, over the "
@@ -82,16 +97,15 @@ class Narrator:
                 info["model"] = res.model or info["model"]
                 info["usage"]["prompt_tokens"] += res.prompt_tokens or 0
                 info["usage"]["completion_tokens"] += res.completion_tokens or 0
-                drafts.append(res.text[:4000])
                 reply_sections = parse_sections(res.text)
-                results = [validate_section(s, reply_sections.get(s, ""), prompt.handles, checks, self.root)
-                           for s in SECTION_ASKS]
+                results = [validate_section(s, reply_sections.get(s, ""), prompt.sheet, checks) for s in SECTION_ASKS]
+                rounds.append(round_record(res.text, results))
                 if not any(r.findings for r in results):
                     break
                 findings_text = findings_for_reask(results)
         except LLMError as e:
             info["error"] = str(e)
-            record = {"error": str(e), "fallback_sections": list(SECTION_ASKS)}
+            record = {"error": str(e), "fallback_sections": list(SECTION_ASKS), "rounds": rounds}
             _write_record(self.root, data.alias, record)
             return fallback, "deterministic", {**info, "fallback": "the LLM was unavailable"}
         sections, removed, fell_back = {}, [], []
@@ -103,9 +117,8 @@ class Narrator:
             else:
                 sections[r.section] = fallback[r.section]
                 fell_back.append(r.section)
-        record = to_record(results, tuple(removed), tuple(fell_back))
+        record = to_record(results, tuple(removed), tuple(fell_back), rounds)
         record["llm"] = {k: v for k, v in info.items() if k != "error"}
-        record["drafts"] = drafts
         _write_record(self.root, data.alias, record)
         info.update({"removed_sentences": len(removed), "fallback_sections": fell_back})
         if removed or fell_back:
@@ -119,7 +132,8 @@ def _with_notes(sections: dict[str, str], removed: list[str], fell_back: list[st
     """Say in the report what validation removed, so a reader knows the narrative was filtered."""
     note = []
     if removed:
-        note.append(f"{len(removed)} drafted sentence(s) failed validation and were removed")
+        # No count: a number outside a bound link is "unbound" to the audit.
+        note.append("drafted sentence(s) failed validation and were removed")
     if fell_back:
         note.append("deterministic text replaces the drafted " + ", ".join(fell_back))
     out = dict(sections)

@@ -1,18 +1,26 @@
-"""The LLM prompt: a compact fact sheet with handles (F1, F2, ...) rendered through Jinja2 templates."""
+"""The LLM prompt: a fact sheet of named placeholders (`reportgen.placeholders`) rendered through Jinja2 templates.
+
+The sheet is JSON lines ``[name, description, value, unit]`` inside a fence, ensure_ascii, marked as untrusted
+data. The LLM writes ``{name}`` where a value goes and never types a number, quote or token; the system template
+documents the grammar. The full sheet (headline facts, layer rows, suite, temperatures) stays under
+`TOKEN_BUDGET`; ``compact`` keeps the headline facts only, for small local models whose CPU prefill is the cost.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from reportgen.facts import Fact
-from reportgen.render import citation, render
+from reportgen.bound import Binding
+from reportgen.claimcheck import token_words
+from reportgen.placeholders import Sheet, build_slots, run_tokens, sheet_line
+from reportgen.render import render
 from reportgen.rules import CheckResult
 from reportgen.structure import ReportData
-from reportgen.validate import Handle
 
 TOKEN_BUDGET = 8000
 
@@ -28,37 +36,11 @@ SECTION_ASKS = {
 
 @dataclass(frozen=True)
 class Prompt:
-    """Messages for the chat API plus the handles the draft may cite."""
+    """Messages for the chat API plus the sheet of placeholders the draft may use."""
 
     messages: list[dict[str, str]]
-    handles: dict[str, Handle]
+    sheet: Sheet
     n_tokens: int
-
-
-def select_facts(data: ReportData, compact: bool = False) -> list[tuple[str, Fact]]:
-    """The facts worth a handle: headline facts, then (unless compact) the primary prompt's layer rows, the
-    suite and the temperatures. Compact sheets are for small local models, whose CPU prefill is the cost."""
-    out: list[tuple[str, Fact]] = [(name, f) for name, f in data.F.items()
-                                   if name not in {"weights_sha", "torch", "prompt_text"}]
-    if compact:
-        return out
-    # Per layer only what ranks-first reading needs; probabilities and KL per layer stay in the report table.
-    for r in data.table:
-        lay = r.layer.value
-        out += [(f"L{lay} entropy", r.entropy), (f"L{lay} top token", r.top1), (f"L{lay} answer rank", r.rank)]
-    for s in data.suite:
-        out += [(f"suite {s['answer'].value} semantic layer", s["fact"]),
-                (f"suite {s['answer'].value} final rank", s["final_rank"])]
-    for t in data.temps:
-        out += [(f"temperature {t['t'].value} entropy", t["entropy"]),
-                (f"temperature {t['t'].value} p_answer", t["p_answer"])]
-    return out
-
-
-def sheet_line(handle: str, name: str, f: Fact) -> str:
-    """One fact-sheet line; json.dumps with ensure_ascii, so token strings arrive escaped, never as markup."""
-    unit = {"layer": "layer index"}.get(f.unit or "", f.unit)
-    return json.dumps([handle, name, f.value, unit], ensure_ascii=True)
 
 
 @lru_cache(maxsize=1)
@@ -80,25 +62,22 @@ def count_tokens(text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"]) if tok is not None else len(text) // 4 + 1
 
 
-def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, derived: dict[str, str],
+def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, derived: Mapping[str, Binding],
                  findings: str = "", sections: tuple[str, ...] = tuple(SECTION_ASKS), compact: bool = False) -> Prompt:
     """Render the system and user messages for one model's narrative."""
-    handles: dict[str, Handle] = {}
-    lines = []
-    for i, (name, f) in enumerate(select_facts(data, compact), 1):
-        h = f"F{i}"
-        handles[h] = Handle(h, f, citation([f], prefix, derived))
-        lines.append(sheet_line(h, name, f))
+    slots = build_slots(data, compact)
+    sheet = Sheet(slots, prefix, dict(derived), token_words(run_tokens(data)))
     g = data.F
     guidance = (f"prefer ranks: {'yes' if g['prefer_ranks'].value else 'no'}; suppress absolute probabilities: "
                 f"{'yes' if g['suppress_probs'].value else 'no'}; lens-artifact tier: {g['tier'].value}")
-    system = render("prompt_system.md.j2", prefix, derived, prefer_ranks=bool(g["prefer_ranks"].value))
-    user = render("prompt_user.md.j2", prefix, derived, alias_json=json.dumps(data.alias, ensure_ascii=True),
+    system = render("prompt_system.md.j2", prefix, dict(derived), prefer_ranks=bool(g["prefer_ranks"].value),
+                    compact=compact)
+    user = render("prompt_user.md.j2", prefix, dict(derived), alias_json=json.dumps(data.alias, ensure_ascii=True),
                   sections=[{"name": s, "ask": SECTION_ASKS[s]} for s in sections], guidance=guidance,
                   checks=[{"id": c.rule.id, "verdict": c.verdict.value, "title": c.rule.title} for c in checks],
-                  sheet=lines, findings=findings)
+                  sheet=[sheet_line(slot) for slot in slots.values()], findings=findings)
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return Prompt(messages, handles, count_tokens(system) + count_tokens(user))
+    return Prompt(messages, sheet, count_tokens(system) + count_tokens(user))
 
 
 _HEADING = re.compile(r"^\s*(?:#+\s*|\*\*|\[)?\s*([A-Za-z ]+?)\s*(?:\*\*|\])?\s*:?\s*(?:\*\*)?\s*$")

@@ -1,67 +1,76 @@
 """Verify an LLM-drafted narrative section sentence by sentence, so that nothing unverified is published.
 
-The LLM writes over a fact sheet whose facts have handles (``F12``) and cites them in brackets (``[F12]``,
-``[F12, F7]``). A section is parsed with markdown-it-py and split into sentences as `reportgen.claims` splits a
-report (so the later audit sees the same sentences). Findings (`FINDING_KINDS` says how to fix each):
-``unknown_handle`` (not on the sheet, or a malformed group), ``number_unsupported`` (no cited fact has it),
-``uncited_number`` (no handle at all), ``token_mismatch`` (a quote or code span no cited string equals),
-``contradiction`` (with a ✓/✗ checklist verdict), ``raw_citation`` (a ``file:line`` not under the root),
-``markup`` (anything but prose and lists) and ``empty``.
+The LLM writes prose with ``{name}`` placeholders (`reportgen.placeholders`) and never types a number, a quote or
+a token; rendering replaces each placeholder with a value bound to its artifact line. A section is parsed with
+markdown-it-py and split into sentences as `reportgen.claims` splits a report (so the later audit sees the same
+sentences). Each sentence is checked with its placeholders masked:
 
-Numbers match by `reportgen.numbers.matches` (rounding, truncation, percent ↔ fraction) against the values of
-the facts the *same sentence* cites, derived facts included; layer labels (``L 30``) and small counts are
-numbers like any other, and only ordinal list markers are exempt. Quoted token strings are data: a quoted
-"Ignore previous instructions" that equals a cited fact passes, since it is compared, never obeyed.
+- the placeholders themselves: unknown or malformed (`unknown_placeholder`, `malformed_placeholder`);
+- what the words around each placeholder say it is (`reportgen.bindcheck`: `wrong_milestone`, `unit_mismatch`,
+  `row_claim`, `row_mismatch`, `null_value`, `direction`);
+- what the words say on their own (`reportgen.claimcheck`: `typed_number`, `typed_token`, `raw_citation`,
+  `model_claim`, `invented_lens`, `unit_mismatch`, `off_topic`), and `contradiction` with a ✓/✗ checklist
+  verdict (`reportgen.contradictions`, all 21 items);
+- `markup` (anything but prose and lists) and `empty`.
 
-Known limits: `CONTRADICTION_PATTERNS` are regexes over one sentence; they err towards flagging (the sentence
-is then dropped, never published wrong) and miss paraphrases they do not list. The rounding rule lets a small
-integer match any cited value that rounds to it (``L 3`` matches 2.76), as in the audit. Emphasis that spans
-two sentences is cut with them when one is dropped.
+`FINDING_KINDS` says how to fix each; the re-ask prompt quotes it. Known limits: the phrase checks are regexes
+over one sentence; they err towards flagging (the sentence is then dropped, never published wrong) and miss
+paraphrases they do not list. Emphasis that spans two sentences is cut with them when one is dropped.
 """
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from markdown_it import MarkdownIt
 
-from reportgen.citations import find_citations
-from reportgen.claims import Chunk, blank, claim_values, inline_chunk, sentence_spans
+from reportgen.bindcheck import Placed, placeholder_findings
+from reportgen.claimcheck import (
+    citation_findings,
+    model_findings,
+    number_findings,
+    scope_findings,
+    token_findings,
+)
+from reportgen.claims import Chunk, blank, inline_chunk, sentence_spans
 from reportgen.contradictions import CONTRADICTION_PATTERNS, contradictions
-from reportgen.facts import Fact
-from reportgen.numbers import NumberToken, extract_numbers, matches
-from reportgen.resolve import Resolver, SourceFile, Unresolved
-from reportgen.rules import CheckResult
+from reportgen.placeholders import PLACEHOLDER, Sheet, render_placeholders
+from reportgen.rules import CheckResult, Verdict
 
-__all__ = ["CONTRADICTION_PATTERNS", "FINDING_KINDS", "Finding", "Handle", "SectionResult", "SentenceCheck",
-           "drop_unsupported", "findings_for_reask", "to_record", "validate_section"]
+__all__ = ["CONTRADICTION_PATTERNS", "FINDING_KINDS", "Finding", "SectionResult", "SentenceCheck",
+           "drop_unsupported", "findings_for_reask", "round_record", "to_record", "validate_section"]
 
 # kind -> how to fix it; the re-ask prompt quotes these.
 FINDING_KINDS: dict[str, str] = {
-    "unknown_handle": "cite only handles from the fact sheet, as [F1] or [F1, F2]",
-    "number_unsupported": "write the value of a fact the sentence cites, or cite the handle holding the number",
-    "uncited_number": "cite the handle of the fact right after the number, or remove the number",
-    "token_mismatch": "quote the token exactly as the cited fact spells it, or remove the quote",
+    "unknown_placeholder": "use only placeholder names from the fact sheet, spelled exactly, as {name}",
+    "malformed_placeholder": "write a placeholder as {name} with single braces and nothing else inside",
+    "typed_number": "never type digits or number words; write the {placeholder} of the fact",
+    "typed_token": "never quote or write token strings; write the {placeholder} of the token",
+    "wrong_milestone": "put each layer placeholder only in a phrase about its own milestone",
+    "unit_mismatch": "describe each placeholder as what it is (probability, bits, rank, layer); no other unit",
+    "row_claim": "say about a layer row only what that row's own facts show",
+    "row_mismatch": "pair a row's value with that row's own {layer[N].layer}",
+    "null_value": "say in words that a milestone was never reached; do not use its placeholder as a value",
+    "direction": "use the direction word of the fact, and the _size placeholder for a magnitude",
     "contradiction": "agree with the checklist verdict",
-    # A `file:line` that resolves under the reports root is allowed; its lines then support numbers and quotes.
-    "raw_citation": "cite handles, never file names or line numbers",
+    "model_claim": "state model, dtype and device only through their placeholders, as the sheet has them",
+    "invented_lens": "describe only the norm lens and the raw lens this run used",
+    # Values are bound by placeholders; a file, line or record name is neither data nor checkable here.
+    "raw_citation": "never write file names, line numbers or record names",
+    "off_topic": "write only about this probe's measurements, with at least one fact or domain term",
     # Rendered markup is an injection and exfiltration channel (auto-fetched images), so sections are prose.
     "markup": "write plain sentences and bullet lists only: no headings, tables, links, images, HTML or URLs",
     "empty": "write this section",
 }
 
 _PARSER = MarkdownIt("commonmark").enable("table")
-_HANDLE_GROUP = re.compile(r"\[\s*F\d+(?:\s*[,;]\s*F\d+)*\s*\]")
-_HANDLE = re.compile(r"F\d+")
-_STRAY_HANDLE = re.compile(r"\[[^\[\]\n]*\bF\d+\b[^\[\]\n]*\]", re.IGNORECASE)  # "[F3-F5]", "[f3]"
-_MD_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
 _URL = re.compile(r"\b(?:https?|ftp)://|\bwww\.", re.IGNORECASE)  # GitHub autolinks these
 _ENTITY = re.compile(r"&(?:#\d+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 _CODE = re.compile(r"(`+).*?\1", re.DOTALL)
@@ -69,15 +78,6 @@ _SPACE = re.compile(r"\s")
 _BLOCK_MARKUP = {"heading_open": "heading", "blockquote_open": "block quote", "table_open": "table",
                  "html_block": "raw HTML", "fence": "code block", "code_block": "code block", "hr": "rule"}
 _INLINE_MARKUP = {"image": "image", "link_open": "link", "html_inline": "raw HTML"}
-
-
-@dataclass(frozen=True)
-class Handle:
-    """A fact-sheet handle: ``name`` (``F12``), its fact, and the citation it renders as, ``(a/b.json:3)``."""
-
-    name: str
-    fact: Fact
-    citation: str
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Finding:
 
 @dataclass(frozen=True)
 class SentenceCheck:
-    """One sentence as drafted (markdown), as rendered (handles replaced by citations), and its findings."""
+    """One sentence as drafted (markdown), as rendered (placeholders replaced by bound values), and its findings."""
 
     text: str
     rendered: str
@@ -127,8 +127,8 @@ class _Block:
     reason: str = ""  # why a "markup" block is rejected
 
 
-def _cited_spans(text: str) -> list[tuple[int, int]]:  # handle groups and file:line citations
-    return [m.span() for m in _HANDLE_GROUP.finditer(text)] + [c.span for c in find_citations(text)]
+def _cited_spans(text: str) -> list[tuple[int, int]]:  # placeholders: a sentence of placeholders only joins the last
+    return [m.span() for m in PLACEHOLDER.finditer(text)]
 
 
 def _align(source: str, plain: str) -> list[int] | None:
@@ -196,54 +196,6 @@ def _blocks(draft: str) -> tuple[list[_Block], dict[str, Any]]:
     return blocks, env
 
 
-def _render_handles(text: str, handles: dict[str, Handle]) -> str:
-    """Replace each handle group by one parenthesis holding its handles' citations, ``(a; b)``."""
-
-    def citation(match: re.Match[str]) -> str:
-        known = [handles[name].citation for name in _HANDLE.findall(match.group(0)) if name in handles]
-        parts = [part.strip() for c in known for part in c.strip().removeprefix("(").removesuffix(")").split(";")]
-        return f"({'; '.join(dict.fromkeys(parts))})" if parts else match.group(0)
-
-    return _HANDLE_GROUP.sub(citation, text)
-
-
-_KEY_LAYER = re.compile(r"[\[,]layer=(\d+)[,\]]")
-
-
-def _fact_numbers(fact: Fact) -> list[float]:
-    """Numbers a sentence citing `fact` may state: its value, and the layer of the CSV row it sits on (that row's
-    line holds the layer too, so the audit accepts it as well)."""
-    row_layer = [float(m.group(1)) for m in _KEY_LAYER.finditer(fact.key)]
-    if isinstance(fact.value, str):
-        return [token.value for token in extract_numbers(fact.value)] + row_layer
-    return row_layer + ([] if isinstance(fact.value, bool) or fact.value is None else [float(fact.value)])
-
-
-def _same_token(quote: str, fact: Fact) -> bool:
-    """Whether a quote spells the fact's string value (or names its field, as in a code span `L_semantic`).
-
-    The quote is compared as written, with markdown escapes undone, and with the fact sheet's JSON escapes
-    (backslash-u) undone; whitespace runs are collapsed and ends trimmed on both sides, case is kept.
-    """
-    readings = {quote, _MD_ESCAPE.sub(r"\1", quote)}
-    if len(quote) > 2 and quote[0] == quote[-1] and quote[0] in "'\"":  # a code span holding 'token'
-        readings.add(quote[1:-1])
-    if "\\u" in quote:
-        try:
-            readings.add(json.loads(f'"{quote}"'))
-        except json.JSONDecodeError:
-            pass
-    field = re.search(r"[A-Za-z_][\w-]*$", fact.key)
-    allowed = {" ".join(fact.value.split()) if isinstance(fact.value, str) else None, field and field.group(0)}
-    return any(" ".join(reading.split()) in allowed for reading in readings)
-
-
-def _show(cited: list[tuple[str, Fact]]) -> str:  # the values, so a re-ask can say what to write
-    values = [f"{name} = {json.dumps(fact.value, ensure_ascii=True)}{' ' + fact.unit if fact.unit else ''}"
-              for name, fact in cited]
-    return "cited: " + "; ".join(values) if values else "it cites no known handle"
-
-
 def _markup(piece: str, chunk: Chunk, env: dict[str, Any]) -> list[str]:
     """Inline markup in one sentence: images, links, raw HTML, entities, and URLs GitHub would autolink."""
     children = _PARSER.parseInline(piece, env)[0].children or []
@@ -255,8 +207,30 @@ def _markup(piece: str, chunk: Chunk, env: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(reasons))
 
 
-def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, handles: dict[str, Handle],
-                    checks: list[CheckResult], resolver: Resolver, env: dict[str, Any]) -> SentenceCheck:
+def _mask(text: str, spans: Iterable[tuple[int, int]]) -> str:
+    """``text`` with every span filled with ``#`` (same length, so offsets hold; no word or digit survives)."""
+    chars = list(text)
+    for start, end in spans:
+        chars[start:end] = "#" * (end - start)
+    return "".join(chars)
+
+
+def _placeholder_findings(piece: str, plain: str, placed: list[Placed], masked: str, sheet: Sheet
+                          ) -> list[tuple[str, str]]:
+    out = []
+    for p in (p for p in placed if p.slot is None):
+        close = difflib.get_close_matches(p.name, list(sheet.slots), n=1)
+        out.append(("unknown_placeholder", f"{{{p.name}}} is not on the fact sheet"
+                    + (f"; did you mean {{{close[0]}}}?" if close else "")))
+    # An escaped or emphasised placeholder reads differently in the source and would be published unreplaced.
+    if [m.group(1) for m in PLACEHOLDER.finditer(piece)] != [p.name for p in placed] or re.search(r"[{}]", masked):
+        out.append(("malformed_placeholder", "a brace that is no {name} placeholder, or a placeholder written "
+                    "with markup inside"))
+    return out
+
+
+def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, sheet: Sheet,
+                    checks: list[CheckResult], env: dict[str, Any]) -> SentenceCheck:
     text, plain = piece.strip(), chunk.text
     findings: list[Finding] = []
 
@@ -265,64 +239,42 @@ def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, handles
 
     if reason:  # a rejected block: its contents are not worth checking further
         add("markup", f"{reason} in a narrative section")
-        return SentenceCheck(text, _render_handles(text, handles), tuple(findings))
+        return SentenceCheck(text, render_placeholders(text, sheet), tuple(findings))
     for what in _markup(piece, chunk, env):
         add("markup", f"{what} in a narrative section")
-    groups = list(_HANDLE_GROUP.finditer(plain))
-    names = list(dict.fromkeys(name for group in groups for name in _HANDLE.findall(group.group(0))))
-    for name in (name for name in names if name not in handles):
-        add("unknown_handle", f"{name} is not a handle on the fact sheet")
-    cited = [(name, handles[name].fact) for name in names if name in handles]
-    # An escaped group (\[F1\]) reads as a group in plain text, but the source would be published unreplaced.
-    if len(_HANDLE_GROUP.findall(piece)) != len(groups) or _STRAY_HANDLE.search(blank(plain, _cited_spans(plain))):
-        add("unknown_handle", "a handle group is malformed, so it cannot be replaced by its citation")
-    citations = find_citations(plain)
-    lines: list[tuple[SourceFile, int]] = []  # the lines of literal citations that resolve
-    for citation in citations:
-        resolved = resolver.resolve(citation)
-        if isinstance(resolved, Unresolved):
-            add("raw_citation", f"{citation.text} does not resolve: {resolved.reason}")
-        else:
-            lines += [(resolved, line) for low, high in citation.ranges for line in range(low, high + 1)]
-    spans = [group.span() for group in groups] + [citation.span for citation in citations]
-    numbers, quotes = claim_values(plain, list(chunk.code_spans), spans, section=False)
-
-    def supported(number: NumberToken) -> bool:
-        return any(matches(number, value) for _, fact in cited for value in _fact_numbers(fact)) or any(
-            source.has_number(line, number) for source, line in lines)
-
-    if numbers and not spans:
-        add("uncited_number", f"{', '.join(number.raw for number in numbers)} stated without a handle")
-    for number in (number for number in numbers if spans and not supported(number)):
-        add("number_unsupported", f"{number.raw} matches no cited fact; {_show(cited)}")
-    for quote in quotes:
-        if not any(_same_token(quote, fact) for _, fact in cited) and not any(
-                source.has_text(line, quote) for source, line in lines):
-            add("token_mismatch", f"{json.dumps(quote, ensure_ascii=True)} is no cited token; {_show(cited)}")
-    for detail in contradictions(blank(plain, [*spans, *chunk.code_spans]), checks):
-        add("contradiction", detail)
-    return SentenceCheck(text, _render_handles(text, handles), tuple(findings))
+    placed = [Placed(m.group(1), sheet.slots.get(m.group(1)), *m.span()) for m in PLACEHOLDER.finditer(plain)]
+    masked = _mask(plain, [(p.start, p.end) for p in placed])
+    prose = _mask(masked, chunk.code_spans)
+    values = {name: sheet.value(name) for name in ("architecture", "model_id", "model_dtype", "device")}
+    lens_fp32 = next((c.verdict is Verdict.PASS for c in checks if c.rule.id == "fp32_unembed"
+                      and c.verdict is not Verdict.NA), None)
+    found = (_placeholder_findings(piece, plain, placed, masked, sheet)
+             + placeholder_findings(prose, placed, sheet)
+             + number_findings(prose) + token_findings(prose, list(chunk.code_spans), sheet.words)
+             + citation_findings(plain, prose) + model_findings(prose, values, lens_fp32)
+             + scope_findings(prose, bool(placed))
+             + [("contradiction", d) for d in contradictions(prose, checks)])
+    for kind, detail in dict.fromkeys(found):
+        add(kind, detail)
+    return SentenceCheck(text, render_placeholders(text, sheet), tuple(findings))
 
 
-def validate_section(section: str, draft: str | None, handles: dict[str, Handle], checks: list[CheckResult],
-                     root: Path) -> SectionResult:
-    """Check every sentence of one drafted section against the facts its handles cite and the checklist.
+def validate_section(section: str, draft: str | None, sheet: Sheet, checks: list[CheckResult]) -> SectionResult:
+    """Check every sentence of one drafted section against the fact sheet and the checklist.
 
     Args:
         section: Section name, e.g. ``overview``.
         draft: The LLM's markdown for the section; None or blank when it is missing.
-        handles: Fact-sheet handles by name (``F12``).
+        sheet: The placeholders the prompt offered, with what rendering them needs.
         checks: Checklist verdicts; a sentence may not contradict a ✓ or ✗.
-        root: Reports root; literal ``file:line`` citations must resolve under it.
 
     Returns:
-        The draft with handle groups rendered as citations, its findings, and one check per sentence.
+        The draft with placeholders rendered as bound values, its findings, and one check per sentence.
 
     """
     draft = draft or ""
     blocks, env = _blocks(draft)
-    resolver = Resolver(root)  # one per section, in order: an elided citation refers to an earlier one
-    sentences = tuple(_check_sentence(section, piece, chunk, block.reason, handles, checks, resolver, env)
+    sentences = tuple(_check_sentence(section, piece, chunk, block.reason, sheet, checks, env)
                       for block in blocks for piece, chunk in block.pieces)
     findings = [finding for sentence in sentences for finding in sentence.findings]
     for label, ref in env.get("references", {}).items():
@@ -330,7 +282,7 @@ def validate_section(section: str, draft: str | None, handles: dict[str, Handle]
         findings.append(Finding("markup", section, f"[{label}]: {ref['href']}", "link reference definition"))
     if not sentences:
         findings.append(Finding("empty", section, "", "the section is missing or has no sentence"))
-    return SectionResult(section, _render_handles(draft, handles), tuple(findings), sentences, draft)
+    return SectionResult(section, render_placeholders(draft, sheet), tuple(findings), sentences, draft)
 
 
 def drop_unsupported(result: SectionResult) -> tuple[str, tuple[str, ...]]:
@@ -376,8 +328,8 @@ def findings_for_reask(results: Iterable[SectionResult]) -> str:
         results: Validated sections.
 
     Returns:
-        Lines such as ``1. [overview] "… 0.71 [F2]." number_unsupported: 0.71 matches no cited fact; cited:
-        F2 = 0.6252 probability. Fix: …``; empty when nothing is wrong.
+        Lines such as ``1. [overview] "The answer is in the top five at {L_semantic}." wrong_milestone: …
+        Fix: …``; empty when nothing is wrong.
 
     """
     grouped: dict[tuple[str, str], list[Finding]] = {}
@@ -392,17 +344,23 @@ def findings_for_reask(results: Iterable[SectionResult]) -> str:
     return "\n".join(entries)
 
 
-def to_record(results: Sequence[SectionResult], removed: Sequence[str], fallback_sections: Sequence[str]
-              ) -> dict[str, Any]:
+def round_record(draft: str, results: Sequence[SectionResult]) -> dict[str, Any]:
+    """One drafting round for the validation record: the full reply as drafted and every finding it got."""
+    return {"draft": draft, "findings": [{**asdict(f)} for r in results for f in r.findings]}
+
+
+def to_record(results: Sequence[SectionResult], removed: Sequence[str], fallback_sections: Sequence[str],
+              rounds: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """Build the validation record written beside a report.
 
     Args:
         results: Validated sections (of the last round).
         removed: Sentences `drop_unsupported` removed.
         fallback_sections: Sections replaced by their deterministic text.
+        rounds: Every round's `round_record` (full draft and findings), in order.
 
     Returns:
-        JSON-ready data: counts per finding kind, per-section findings, removals and fallbacks.
+        JSON-ready data: counts per finding kind, per-section findings (last round), removals, fallbacks, rounds.
 
     """
     findings = [finding for result in results for finding in result.findings]
@@ -412,4 +370,5 @@ def to_record(results: Sequence[SectionResult], removed: Sequence[str], fallback
         "findings": [{k: v for k, v in asdict(f).items() if k != "section"} for f in result.findings],
     } for result in results}
     return {"ok": not findings, "counts": dict(Counter(finding.kind for finding in findings)),
-            "sections": sections, "removed_sentences": list(removed), "fallback_sections": list(fallback_sections)}
+            "sections": sections, "removed_sentences": list(removed), "fallback_sections": list(fallback_sections),
+            "rounds": list(rounds)}

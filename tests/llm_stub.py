@@ -40,12 +40,15 @@ class StubServer:
         self.httpd.server_close()
 
 
-def handle_for(request: dict, name: str) -> str:
-    """The handle the fact sheet in a request gives to fact `name` (e.g. 'n_layers' -> 'F3')."""
+def sheet_of(request: dict) -> dict[str, list]:
+    """The fact sheet a request carries: placeholder name -> [name, description, value, unit]."""
     user = request["messages"][-1]["content"]
-    for line in user.split("```json", 1)[1].split("```", 1)[0].splitlines():
-        if line.strip():
-            h, n, *_ = json.loads(line)
-            if n == name:
-                return h
-    raise KeyError(name)
+    rows = [json.loads(line) for line in user.split("```json", 1)[1].split("```", 1)[0].splitlines() if line.strip()]
+    return {row[0]: row for row in rows}
+
+
+def placeholder_for(request: dict, name: str) -> str:
+    """The placeholder the fact sheet in a request offers for fact `name` (e.g. 'n_layers' -> '{n_layers}')."""
+    if name not in sheet_of(request):
+        raise KeyError(name)
+    return "{" + name + "}"

@@ -18,7 +18,7 @@ from reportgen.prompt import TOKEN_BUDGET, build_prompt
 from reportgen.rules import evaluate, load_rules
 from reportgen.structure import build_data
 from tests.conftest import BUNDLED_MODELS
-from tests.llm_stub import StubServer, handle_for
+from tests.llm_stub import StubServer, placeholder_for
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,9 @@ def test_full_prompt_stays_under_budget(probe_run, tmp_path, alias):
     data, checks, derived = data_for(probe_run / alias, tmp_path)
     prompt = build_prompt(data, checks, "artifacts/x/", derived)
     assert 1000 < prompt.n_tokens < TOKEN_BUDGET
-    assert len(prompt.handles) > 100
+    assert len(prompt.sheet.slots) > 100
+    compact = build_prompt(data, checks, "artifacts/x/", derived, compact=True)
+    assert compact.n_tokens < prompt.n_tokens and set(compact.sheet.slots) < set(prompt.sheet.slots)
 
 
 def test_instruction_like_token_is_quoted_data_only(probe_run, tmp_path):
@@ -62,10 +64,10 @@ def test_instruction_like_token_is_quoted_data_only(probe_run, tmp_path):
 
 
 def good_reply(req, n):
-    h = {k: handle_for(req, k) for k in ("n_layers", "L_sem", "tier")}
-    return (f"## overview\nThe model has 30 layers [{h['n_layers']}]. The answer first becomes the top token at "
-            f"L 30 [{h['L_sem']}].\n## qualitative\n- The lens-artifact tier is high [{h['tier']}].\n"
-            f"## limitations\n- One prompt family is probed.\n## fingerprint\nLate collapse at L 30 [{h['L_sem']}].\n")
+    p = {k: placeholder_for(req, k) for k in ("n_layers", "L_semantic", "lens_artifact_tier")}
+    return (f"## overview\nThe model has {p['n_layers']} layers. The answer first becomes the top token at "
+            f"{p['L_semantic']}.\n## qualitative\n- The lens-artifact tier is {p['lens_artifact_tier']}.\n"
+            f"## limitations\n- One prompt family is probed.\n## fingerprint\nLate collapse at {p['L_semantic']}.\n")
 
 
 def build_with_stub(reply, run, out, **kw):
@@ -88,7 +90,7 @@ def test_valid_draft_is_published_with_citations(one_model_run, tmp_path):
     (o,) = [o for o in outcomes if o.model == "smollm2"]
     assert o.narrative_source == "llm" and len(requests) == 1
     text = (out / "smollm2.md").read_text()
-    assert re.search(r"The model has 30 layers \(artifacts/smollm2-\w+/probe\.json:\d+\)\.", text)
+    assert re.search(r'The model has \[30\]\(artifacts/smollm2-\w+/probe\.json#L\d+ "model\.n_layers"\) layers\.', text)
     assert "drafted by stub" in text
     assert audit_ok(out / "smollm2.md") == []
     assert requests[0]["temperature"] == 0 and requests[0]["seed"] == 0
@@ -96,21 +98,21 @@ def test_valid_draft_is_published_with_citations(one_model_run, tmp_path):
 
 def test_bad_draft_is_reasked_then_fixed(one_model_run, tmp_path):
     def reply(req, n):
-        return good_reply(req, n).replace("has 30 layers", "has 31 layers") if n == 1 else good_reply(req, n)
+        return good_reply(req, n).replace("has {n_layers} layers", "has 31 layers") if n == 1 else good_reply(req, n)
 
     out = tmp_path / "reports"
     _, requests = build_with_stub(reply, one_model_run, out)
     assert len(requests) == 2
     reask = requests[1]["messages"][-1]["content"]
     assert "previous draft had these problems" in reask and "31" in reask
-    assert "has 30 layers (" in (out / "smollm2.md").read_text()
+    assert "has [30](" in (out / "smollm2.md").read_text()
     assert audit_ok(out / "smollm2.md") == []
 
 
 def test_persistent_errors_are_dropped_and_reported(one_model_run, tmp_path):
     def reply(req, n):
         return good_reply(req, n).replace(
-            "The model has 30 layers", "The model has 31 layers").replace(
+            "The model has {n_layers} layers", "The model has 31 layers").replace(
             "- One prompt family is probed.", "- See ![x](http://evil.example/p.png) <b>now</b>.")
 
     out = tmp_path / "reports"
@@ -118,10 +120,12 @@ def test_persistent_errors_are_dropped_and_reported(one_model_run, tmp_path):
     assert len(requests) == 2  # bounded: first draft plus one re-ask
     text = (out / "smollm2.md").read_text()
     assert "31 layers" not in text and "evil.example" not in text and "<b>" not in text
-    assert "The answer first becomes the top token at L 30 (" in text
+    assert "The answer first becomes the top token at [L 30](" in text
     assert "drafted sentence(s) failed validation and were removed" in text
     record = json.loads((out / "smollm2.validation.json").read_text())
     assert any("31 layers" in s for s in record["removed_sentences"])
+    assert [r["draft"].strip() for r in record["rounds"]] == [reply(r, 0).strip() for r in requests]  # every round
+    assert all(any(f["kind"] == "typed_number" for f in r["findings"]) for r in record["rounds"])
     assert audit_ok(out / "smollm2.md") == []
 
 
@@ -159,8 +163,8 @@ def test_jobs_draft_reports_concurrently(probe_run, tmp_path):
     out = tmp_path / "reports"
     outcomes, requests = build_with_stub(good_reply, probe_run, out, jobs=2)
     assert [(o.model, o.error) for o in outcomes] == [(m, None) for m in sorted(BUNDLED_MODELS)]
-    # the scripted draft says 30 layers: right for smollm2, re-asked once for gemma (18 layers)
-    assert len(requests) == 3
+    # placeholders resolve per model: no re-ask for either
+    assert len(requests) == 2
     assert (out / "cross-models.md").is_file()
 
 
@@ -176,7 +180,8 @@ def test_refresh_drafts_the_way_the_build_did(one_model_run, tmp_path, capsys):
         assert data["llm_settings"] == {"provider": "openai", "model": "stub", "base_url": stub.url}
         data["templates_sha256"] = "old"
         rec.write_text(json.dumps(data))
-        assert refresh(out) == 0  # no narrator given: the recorded provider is used again
+        # no narrator given: the recorded provider is used again (the key goes only to an allowed base URL)
+        assert refresh(out, base_url=stub.url) == 0
     finally:
         stub.close()
     assert "rebuilt  smollm2: templates changed" in capsys.readouterr().out
