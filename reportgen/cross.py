@@ -64,7 +64,12 @@ def build_cross_report(out: Path) -> Path | None:
     records = sorted(p for p in out.glob("*.build.json") if p.name != f"{CROSS}.build.json")
     rows = []
     for rec_path in records:
-        rec = json.loads(rec_path.read_text())
+        try:
+            rec = json.loads(rec_path.read_text(encoding="utf-8"))
+            if not isinstance(rec.get("artifacts_dir"), str):
+                raise TypeError("no string artifacts_dir")
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, AttributeError) as e:
+            raise ReportError(f"{rec_path}: unreadable build record ({e}); rebuild that report") from e
         if not (out / rec["artifacts_dir"]).is_dir():
             raise ReportError(f"{rec_path}: snapshot {rec['artifacts_dir']} is missing; rebuild that report")
         rows.append(_row(out, rec_path.name[: -len(".build.json")], rec["artifacts_dir"]))

@@ -37,6 +37,7 @@ class Decision:
     source: Path | None = None
     rule_files: list[Path] = field(default_factory=list)
     llm_settings: dict[str, Any] | None = None
+    error: str | None = None  # the build record itself is broken: nothing can be rebuilt from it
 
 
 def _sha(path: Path) -> str | None:
@@ -54,13 +55,40 @@ def _changed_files(record: dict[str, Any], source: Path) -> list[str]:
     return sorted(k for k in set(now) | set(old) if now.get(k) != old.get(k))
 
 
+# Fields a build record must have, with their types; a hand-edited record is refused naming the field.
+_RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "source_run_dir": str, "artifacts_dir": str, "snapshot_id": str, "templates_sha256": str, "rules_sha256": str,
+    "generator_version": str, "report_sha256": str, "rule_files": list, "artifacts_sha256": dict,
+    "llm_settings": (dict, type(None)),
+}
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    """A build record, checked field by field.
+
+    Raises:
+        ReportError: Unreadable, not JSON, not an object, or a field of the wrong type (named).
+    """
+    try:
+        rec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ReportError(f"{path}: unreadable build record ({e}); rebuild with reportgen build") from e
+    if not isinstance(rec, dict):
+        raise ReportError(f"{path}: a build record is a JSON object, found {type(rec).__name__}; rebuild with "
+                          "reportgen build")
+    for field_name, kind in _RECORD_FIELDS.items():
+        if field_name in rec and not isinstance(rec[field_name], kind):
+            raise ReportError(f"{path}: field {field_name!r} must be {getattr(kind, '__name__', 'an object')}, found "
+                              f"{type(rec[field_name]).__name__}; rebuild with reportgen build")
+    if not all(isinstance(p, str) for p in rec.get("rule_files", [])):
+        raise ReportError(f"{path}: field 'rule_files' must list paths; rebuild with reportgen build")
+    return rec
+
+
 def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     """Compare one model report's build record with the current inputs."""
     name = record_path.name[: -len(".build.json")]
-    try:
-        rec = json.loads(record_path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ReportError(f"{record_path}: unreadable build record ({e}); rebuild with reportgen build") from e
+    rec = _read_record(record_path)
     rule_files = [Path(p) for p in rec.get("rule_files", [])]
     d = Decision(name, False, rule_files=rule_files, llm_settings=rec.get("llm_settings"))
     # Recorded relative to the reports directory (absolute in older records), so a moved checkout still works.
@@ -88,6 +116,14 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     return d
 
 
+def _decide_or_fail(out: Path, record_path: Path, tpl_hash: str) -> Decision:
+    """`decide`, but a broken record fails only its own report (it is printed as FAILED, others go on)."""
+    try:
+        return decide(out, record_path, tpl_hash)
+    except ReportError as e:
+        return Decision(record_path.name[: -len(".build.json")], True, [], error=str(e))
+
+
 def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Decision:
     """Staleness of cross-models.md."""
     d = Decision(CROSS, False)
@@ -97,9 +133,18 @@ def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Deci
     if not rec_path.is_file():
         d.reasons.append("no cross-model report yet")
     else:
-        rec = json.loads(rec_path.read_text())
-        models = {p.name[: -len(".build.json")]: json.loads(p.read_text()).get("artifacts_dir")
-                  for p in out.glob("*.build.json") if p.name != f"{CROSS}.build.json"}
+        try:
+            rec = json.loads(rec_path.read_text(encoding="utf-8"))
+            rec = rec if isinstance(rec, dict) else {}
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            rec = {}  # unreadable: every comparison below fails, so it is rebuilt
+        models = {}
+        for p in out.glob("*.build.json"):
+            if p.name != f"{CROSS}.build.json":
+                try:
+                    models[p.name[: -len(".build.json")]] = _read_record(p).get("artifacts_dir")
+                except ReportError:
+                    models[p.name[: -len(".build.json")]] = None
         if rec.get("models") != models:
             d.reasons.append("model snapshots changed")
         if rec.get("templates_sha256") != tpl_hash:
@@ -179,7 +224,7 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
         raise ReportError(f"{out}: no build records (*.build.json); build reports first with reportgen build")
     with reports_lock(out) if not dry_run else nullcontext():
         tpl = templates_hash()
-        decisions = [decide(out, r, tpl) for r in records]
+        decisions = [_decide_or_fail(out, r, tpl) for r in records]
         recorded = _Narrators(out, base_url)
         try:
             rebuilt, failed = _rebuild(out, decisions, dry_run, narrator, recorded, jobs)
@@ -187,9 +232,13 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
             recorded.close()
         cross = decide_cross(out, rebuilt, tpl, len(records))
         if cross.stale:
-            if not dry_run:
-                build_cross_report(out)
-            print(f"{'stale   ' if dry_run else 'rebuilt '} {CROSS}: " + "; ".join(cross.reasons))
+            try:
+                if not dry_run:
+                    build_cross_report(out)
+                print(f"{'stale   ' if dry_run else 'rebuilt '} {CROSS}: " + "; ".join(cross.reasons))
+            except ReportError as e:
+                failed += 1
+                print(f"FAILED   {CROSS}: {e}")
         elif len(records) >= 2:
             print(f"kept     {CROSS}: up to date")
         if not dry_run and (rebuilt or cross.stale):
@@ -209,6 +258,8 @@ def _rebuild(out: Path, decisions: list[Decision], dry_run: bool, narrator: Any,
     from concurrent.futures import ThreadPoolExecutor
 
     def one(d: Decision) -> str:
+        if d.error is not None:
+            return f"FAILED   {d.name}: {d.error}"
         if not d.stale:
             return f"kept     {d.name}: up to date"
         if dry_run:
