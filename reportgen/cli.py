@@ -42,6 +42,12 @@ def cmd_build(args: argparse.Namespace) -> int:
         if o.error:
             failed += 1
             print(f"reportgen: {o.model}: FAILED: {o.error}", file=sys.stderr)
+        elif args.require_llm and narrator is not None and (o.llm.get("fallback") or o.llm.get("fallback_sections")
+                                                              or o.llm.get("removed_sentences")):
+            failed += 1
+            why = o.llm.get("fallback") or "validation removed drafted text"
+            print(f"reportgen: {o.model}: --require-llm: {why}; the report was written with deterministic text",
+                  file=sys.stderr)
         else:
             tokens = o.llm.get("usage") or {}
             extra = (f" (LLM {Path(str(o.llm.get('model'))).name}: {o.llm.get('calls', 0)} calls, "
@@ -72,6 +78,10 @@ def _llm_flags(p: argparse.ArgumentParser) -> None:
                         "served by transformers serve on 127.0.0.1)")
     p.add_argument("--llm-model", help="model name sent to the server")
     p.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
+    p.add_argument("--llm-timeout", type=float, metavar="SECONDS",
+                   help="seconds to wait for one LLM reply before retrying (default 120; local 300)")
+    p.add_argument("--require-llm", action="store_true",
+                   help="exit 1 when any report falls back to deterministic text, wholly or in part (for CI)")
     p.add_argument("--jobs", type=int, default=1, help="concurrent LLM drafts (default 1)")
     p.add_argument("--rules", type=Path, action="append", help="extra rules TOML (repeatable; same id overrides)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

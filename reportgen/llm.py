@@ -277,7 +277,11 @@ class LLMClient:
         self.stats.prompt_tokens += result.prompt_tokens or 0
         self.stats.completion_tokens += result.completion_tokens or 0
         if self.cache is not None:
-            self.cache.put(key, request, result)
+            try:
+                self.cache.put(key, request, result)
+            except OSError as e:  # a full disk or read-only cache dir costs a repeat call later, not this reply
+                log.warning("LLM cache %s is not writable (%s); the reply is used but not cached",
+                            self.cache.directory, e.strerror or e)
         return result
 
     def _complete(self, messages: list[dict[str, Any]], params: dict[str, Any]) -> ChatResult:

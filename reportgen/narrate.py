@@ -89,8 +89,8 @@ class Narrator:
                 prompt = self._prompt(data, checks, prefix, derived, findings_text)
                 info["prompt_tokens_counted"] = prompt.n_tokens
                 if prompt.n_tokens > TOKEN_BUDGET:
-                    raise ReportError(f"prompt for {data.alias} is {prompt.n_tokens} tokens, over the "
-                                      f"{TOKEN_BUDGET}-token budget")
+                    raise _OverBudget(f"the prompt is {prompt.n_tokens} tokens, over the {TOKEN_BUDGET}-token "
+                                      "budget")
                 res = self.client().chat(prompt.messages)
                 info["rounds"] += 1
                 info["calls" if not res.cached else "cache_hits"] += 1
@@ -103,11 +103,13 @@ class Narrator:
                 if not any(r.findings for r in results):
                     break
                 findings_text = findings_for_reask(results)
-        except LLMError as e:
+        except (LLMError, _OverBudget) as e:
+            # Nothing drafted can be published, but the report still can: deterministic text, said so.
             info["error"] = str(e)
             record = {"error": str(e), "fallback_sections": list(SECTION_ASKS), "rounds": rounds}
             _write_record(self.root, data.alias, record)
-            return fallback, "deterministic", {**info, "fallback": "the LLM was unavailable"}
+            why = "the prompt was over the token budget" if isinstance(e, _OverBudget) else "the LLM was unavailable"
+            return fallback, "deterministic", {**info, "fallback": why}
         sections, removed, fell_back = {}, [], []
         for r in results:
             text, dropped = drop_unsupported(r)
@@ -126,6 +128,10 @@ class Narrator:
         if len(fell_back) == len(SECTION_ASKS):
             return sections, "deterministic", {**info, "fallback": "every drafted section failed validation"}
         return sections, "llm", info
+
+
+class _OverBudget(Exception):
+    """The prompt does not fit the token budget even without re-ask findings."""
 
 
 def _with_notes(sections: dict[str, str], removed: list[str], fell_back: list[str]) -> dict[str, str]:
@@ -154,6 +160,10 @@ def make_narrator(args: argparse.Namespace, out: Path | None = None) -> tuple[Na
                                        getattr(args, "base_url", None))
     if cfg.provider == "none":
         return None, lambda: None
+    if (timeout := getattr(args, "llm_timeout", None)) is not None:
+        if not timeout > 0:
+            raise ReportError(f"--llm-timeout {timeout}: expected a positive number of seconds")
+        cfg = replace(cfg, timeout_s=float(timeout))
     root = Path(out or getattr(args, "out", None) or args.reports_dir)
     factory = None
     if cfg.provider == "local":
@@ -164,7 +174,7 @@ def make_narrator(args: argparse.Namespace, out: Path | None = None) -> tuple[Na
         model_dir = cfg.model or resolve_model("smollm2").load_dir
         # The bundled 135M model drafts slowly on CPU and rambles: a short budget keeps a build in minutes.
         cfg = replace(cfg, model=str(model_dir), max_tokens=min(cfg.max_tokens, 256),
-                      timeout_s=max(cfg.timeout_s, 300.0))
+                      timeout_s=cfg.timeout_s if getattr(args, "llm_timeout", None) else max(cfg.timeout_s, 300.0))
 
         def factory() -> Any:
             return LocalServer(model_dir)

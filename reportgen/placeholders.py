@@ -208,7 +208,10 @@ def sheet_line(slot: Slot) -> str:
     """One fact-sheet line, ``[name, description, value, unit]``; ensure_ascii, so tokens arrive escaped."""
     unit = {"layer": "layer index", "rank": "rank", "token": "token", "fraction": "fraction",
             "prob": "probability", "entropy": "bits", "kl": "bits", "bool": "yes/no"}.get(slot.measure, slot.fact.unit)
-    return json.dumps([slot.name, slot.description, slot.fact.value, unit], ensure_ascii=True)
+    # \u003c/\u003e: the same JSON value, but a token string such as <|im_end|> or <end_of_turn> never reaches a
+    # chat template as text a server would parse into a real control token.
+    line = json.dumps([slot.name, slot.description, slot.fact.value, unit], ensure_ascii=True)
+    return line.replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def render_placeholders(text: str, sheet: Sheet) -> str:

@@ -62,6 +62,12 @@ def count_tokens(text: str) -> int:
     return len(tok(text, add_special_tokens=False)["input_ids"]) if tok is not None else len(text) // 4 + 1
 
 
+def defuse_markup(text: str) -> str:
+    """Findings quote drafted text, which may echo token strings: angle brackets become their JSON escapes, so no
+    control-token spelling (<|im_end|>, <start_of_turn>) reaches the chat template."""
+    return text.replace("<", "\\u003c").replace(">", "\\u003e")
+
+
 def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, derived: Mapping[str, Binding],
                  findings: str = "", sections: tuple[str, ...] = tuple(SECTION_ASKS), compact: bool = False) -> Prompt:
     """Render the system and user messages for one model's narrative."""
@@ -75,7 +81,7 @@ def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, deriv
     user = render("prompt_user.md.j2", prefix, dict(derived), alias_json=json.dumps(data.alias, ensure_ascii=True),
                   sections=[{"name": s, "ask": SECTION_ASKS[s]} for s in sections], guidance=guidance,
                   checks=[{"id": c.rule.id, "verdict": c.verdict.value, "title": c.rule.title} for c in checks],
-                  sheet=[sheet_line(slot) for slot in slots.values()], findings=findings)
+                  sheet=[sheet_line(slot) for slot in slots.values()], findings=defuse_markup(findings))
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return Prompt(messages, sheet, count_tokens(system) + count_tokens(user))
 
