@@ -82,11 +82,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # `... --json | head` closed the pipe: not an error of ours. Point stdout at devnull so the interpreter's
-        # final flush does not raise again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
+    except OSError as e:
+        if isinstance(e, BrokenPipeError):
+            # `... --json | head` closed the pipe: not an error of ours. Point stdout at devnull so the
+            # interpreter's final flush does not raise again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141
+        # A full disk, a read-only or missing directory: one line naming the path, not a traceback.
+        print(f"probe: error: {e.filename + ': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
     except Exception:  # noqa: BLE001 - last resort: keep the traceback for bug reports
         traceback.print_exc()
         return 3

@@ -353,6 +353,11 @@ def _details(verdict: CitationVerdict) -> str:
     return "; ".join(parts)
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    """A citation or detail as printed: a 100 KB path written in a report is shown by its start."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def format_text(result: AuditResult) -> str:
     """Render an audit as one line per citation and a closing summary line.
 
@@ -364,7 +369,8 @@ def format_text(result: AuditResult) -> str:
 
     """
     lines = [
-        f"{result.report}:{v.report_line}  {v.verdict.value}  {v.citation_text}  \u2014 {_details(v)}"
+        f"{result.report}:{v.report_line}  {v.verdict.value}  {_clip(v.citation_text)}  "
+        f"\u2014 {_clip(_details(v), 400)}"
         for v in result.verdicts
     ]
     summary = ", ".join(f"{count} {kind}" for kind, count in result.counts.items())

@@ -351,6 +351,13 @@ class Resolver:
         )
 
     def _open(self, written: str) -> SourceFile | Unresolved:
+        try:
+            return self._open_checked(written)
+        except (OSError, ValueError) as e:  # a name too long, a NUL byte, an unreadable file: the citation fails
+            shown = written if len(written) <= 120 else written[:117] + "\u2026"
+            return Unresolved(shown, f"{shown}: cannot be read ({getattr(e, 'strerror', None) or e})")
+
+    def _open_checked(self, written: str) -> SourceFile | Unresolved:
         path = Path(written)
         candidate = path if path.is_absolute() else self.root / path
         real = candidate.resolve()

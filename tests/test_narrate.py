@@ -59,7 +59,8 @@ def test_instruction_like_token_is_quoted_data_only(probe_run, tmp_path):
     user = build_prompt(data, checks, "artifacts/x/", derived).messages[1]["content"]
     before, fence = user.split("```json", 1)
     assert "Ignore all previous" not in before and "PWNED" not in fence.split("```", 1)[1]
-    assert json.dumps(evil) in fence  # JSON-escaped: the newline cannot start a heading in the prompt
+    # JSON-escaped: the newline cannot start a heading, and <|im_end|> is spelled \u003c|im_end|\u003e
+    assert json.dumps(evil).replace("<", "\\u003c").replace(">", "\\u003e") in fence
     assert "untrusted" in build_prompt(data, checks, "x/", derived).messages[0]["content"]
 
 

@@ -161,3 +161,27 @@ def test_second_run_is_byte_identical(probe_run, tmp_path):
     m1 = json.loads((probe_run / "smollm2" / "manifest.json").read_text())
     m2 = json.loads((tmp_path / "smollm2" / "manifest.json").read_text())
     assert m1["artifacts"] == m2["artifacts"]
+
+
+@pytest.mark.parametrize("alias", BUNDLED_MODELS)
+def test_control_margin_is_p_control_minus_p_primary(probe_run, alias):
+    """Issue 8: the margin's sign, checked against the model's own final head on the control prompt."""
+    doc = load_json(probe_run, alias)
+    ps = load_prompt_set()
+    control, primary = doc["gold"][f"{ps.control}/orig"]["first_id"], doc["gold"][f"{ps.primary}/orig"]["first_id"]
+    src = resolve_model(alias)
+    model = AutoModelForCausalLM.from_pretrained(src.load_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(src.load_dir)
+    with torch.no_grad():
+        p = torch.softmax(model(tok(ps.text(ps.control, "orig"), return_tensors="pt").input_ids).logits[0, -1], -1)
+    expected = float(p[control] - p[primary])
+    assert abs(doc["control"]["final_control_margin"] - expected) < 1e-5
+    rows = pure_rows(probe_run, alias, prompt_id=ps.control)
+    strong = [int(r["layer"]) for r in rows if float(r["control_margin"]) > 0 and r["is_answer"] == "True"
+              and float(r["answer_logit_gap"]) >= 0.5]
+    assert doc["control"]["first_control_strong_pos"] == (strong[0] if strong else None)
+
+
+def test_strong_control_onset_is_attainable(probe_run):
+    """With the sign fixed, a control answer on top with a clear gap is a strong onset (Gemma-3: layer 16)."""
+    assert load_json(probe_run, "gemma3-270m")["control"]["first_control_strong_pos"] is not None

@@ -357,7 +357,8 @@ def test_refresh_never_sends_the_key_to_a_recorded_endpoint(probe_run, tmp_path,
         assert status == 0 and len(evil.requests) == 1
     else:
         assert status == 1 and evil.requests == []
-        assert f"FAILED   smollm2: the build record drafts with the LLM endpoint {evil.url}" in printed
+        assert f"FAILED   smollm2: templates changed; the build record drafts with the LLM endpoint {evil.url}" \
+            in printed
         assert f"pass --base-url {evil.url} to allow it" in printed
         assert not audit_report(out / "smollm2.md").failed  # the old report is intact
 
@@ -457,3 +458,101 @@ def test_failed_write_keeps_the_old_report_and_names_the_cause(probe_run, tmp_pa
     assert outcomes["gemma3-270m"].error is None
     assert (out / "smollm2.md").read_bytes() == before
     _all_ok(out)
+
+
+# --- CLI inputs: one line, the path, what was expected; never a traceback ---------------------------------------
+
+def _reports_dir(tmp_path: Path, probe_run: Path) -> Path:
+    out = tmp_path / "rep"
+    if not out.is_dir():
+        assert [o.error for o in build_reports(probe_run, out)] == [None, None]
+    return out
+
+
+def _snap(out: Path) -> str:
+    return next((out / "artifacts").glob("smollm2-*")).relative_to(out).as_posix()
+
+
+CLI_CASES = [
+    # (name, writes files and returns argv, exit status, expected stderr or stdout)
+    ("audit_missing", lambda t, o: ["audit", str(t / "nope.md")], 2, r"nope\.md: report not found"),
+    ("audit_directory", lambda t, o: ["audit", str(o)], 2, r": is a directory; expected a markdown report"),
+    ("audit_not_utf8", lambda t, o: (t / "b.md").write_bytes(b"\xff bad") and ["audit", str(t / "b.md")], 2,
+     r"b\.md: not UTF-8 \(byte 0"),
+    ("audit_root_missing", lambda t, o: ["audit", str(o / "smollm2.md"), "--root", str(t / "nope")], 2,
+     r"audit root is not a directory"),
+    ("audit_100kb_path", lambda t, o: (o / "x.md").write_text(f"v ({'a' * 100_000}.json:3).\n") and
+     ["audit", str(o / "x.md")], 1, r"unresolvable  a{100}.*\u2026  \u2014 a+\u2026: cannot be read"),
+    ("audit_dotdot", lambda t, o: (o / "x.md").write_text("v is 3 (../../etc/x.json:1).\n") and
+     ["audit", str(o / "x.md")], 1, r"'\.\.' leads outside the audit root"),
+    ("audit_absolute", lambda t, o: (o / "x.md").write_text("v is 3 (/etc/x.json:1).\n") and
+     ["audit", str(o / "x.md")], 1, r"absolute path outside the audit root"),
+    ("audit_line_out_of_range", lambda t, o: (o / "x.md").write_text(
+        f'v is [3]({_snap(o)}/probe.json#L99999 "model.n_layers").\n') and ["audit", str(o / "x.md")], 1,
+     r"line 99999 out of range: .*probe\.json has \d+ lines"),
+    ("audit_report_cited", lambda t, o: (o / "x.md").write_text("v is [0.6](smollm2.md#L3).\n") and
+     ["audit", str(o / "x.md")], 1, r"forbidden .*smollm2\.md is a report or a record"),
+    ("audit_record_cited", lambda t, o: (o / "x.md").write_text("v is 0.6 (smollm2.build.json:3).\n") and
+     ["audit", str(o / "x.md")], 1, r"forbidden"),
+    ("audit_unlisted_file", lambda t, o: (o / _snap(o) / "extra.json").write_text('{\n  "a": 1\n}\n') is None or
+     (o / "x.md").write_text(f'a is [1]({_snap(o)}/extra.json#L2 "a").\n') and ["audit", str(o / "x.md")], 1,
+     r"not listed in .*manifest\.json"),
+    ("audit_elided_nothing", lambda t, o: (o / "x.md").write_text("v is 3 (\u2026json:4).\n") and
+     ["audit", str(o / "x.md")], 1, r"elided path '\u2026json' matches no earlier citation"),
+    ("audit_malformed_anchor", lambda t, o: (o / "x.md").write_text(f'v is [3]({_snap(o)}/probe.json#Lx "k").\n')
+     and ["audit", str(o / "x.md")], 1, r"expected PATH#L<line>"),
+    ("build_run_missing", lambda t, o: ["build", str(t / "nope"), "--out", str(t / "o")], 2,
+     r"nope: no model directories with a manifest\.json"),
+    ("build_rules_missing", lambda t, o: ["build", str(o.parent / "run"), "--out", str(t / "o"), "--rules",
+                                          str(t / "r.toml"), "--quiet"], 1, r"r\.toml: cannot read rules file"),
+    ("build_timeout_negative", lambda t, o: ["build", str(t), "--out", str(t / "o"), "--llm", "openai",
+                                             "--llm-model", "m", "--base-url", "http://127.0.0.1:9/v1",
+                                             "--llm-timeout", "-1"], 2, r"--llm-timeout -1\.0: expected a positive"),
+    ("refresh_missing", lambda t, o: ["refresh", str(t / "nope")], 2, r"nope: not a reports directory"),
+    ("refresh_no_records", lambda t, o: (t / "empty").mkdir() or ["refresh", str(t / "empty")], 2,
+     r"no build records \(\*\.build\.json\)"),
+    ("facts_missing", lambda t, o: ["facts", str(t / "nope")], 2, r"nope/manifest\.json: no manifest"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case, argv_of, status, expected", CLI_CASES, ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input(probe_run, tmp_path, capsys, case, argv_of, status, expected):
+    from reportgen.cli import main as reportgen_main
+
+    out = _reports_dir(tmp_path, probe_run)
+    shutil.copytree(probe_run / "smollm2", tmp_path / "run" / "smollm2")
+    assert reportgen_main(argv_of(tmp_path, out)) == status
+    printed = capsys.readouterr()
+    assert re.search(expected, printed.err + printed.out), printed
+    assert "Traceback" not in printed.err
+
+
+@pytest.mark.slow
+def test_refresh_of_an_unwritable_dir_is_one_line(probe_run, tmp_path, capsys, monkeypatch):
+    import reportgen.build as build
+    from reportgen.cli import main as reportgen_main
+
+    out = _reports_dir(tmp_path, probe_run)
+    record = json.loads((out / "smollm2.build.json").read_text())
+    record["templates_sha256"] = "stale"
+    (out / "smollm2.build.json").write_text(json.dumps(record))
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(out / ".reportgen.lock"))
+
+    monkeypatch.setattr(build, "open", read_only, raising=False)  # root ignores chmod: simulate a read-only dir
+    assert reportgen_main(["refresh", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"reportgen: error: {out / '.reportgen.lock'}: Permission denied"
+
+
+@pytest.mark.slow
+def test_null_suite_median_is_published_as_n_a(run_copy, tmp_path):
+    model = run_copy / "smollm2"
+    text = re.sub(r'("L_semantic": \{\s*"median": )[0-9.]+', r"\1null", (model / "probe.json").read_text(), count=1)
+    rewrite_artifact(model, "probe.json", text)
+    out = tmp_path / "reports"
+    assert [o.error for o in build_reports(run_copy, out)] == [None, None]
+    assert re.search(r"Median semantic layer across facts \[n/a\]\(", (out / "smollm2.md").read_text())
+    assert not audit_report(out / "smollm2.md").failed
