@@ -22,7 +22,7 @@ Verdicts (one per citation):
   states a word or flag the cited line holds (``clean``, ``no NaN`` for ``"any_nan_or_inf": false``).
 - ``uncheckable``: the claim asserts no number, quoted string or recognisable word for the cited lines.
 
-Links whose text is a value (``[0.625](probe.json#L255 "key")``) are audited by `reportgen.bound`, whose
+Links whose text is a value (``[0.625](probe.json#L255 "key")``) are audited by `reportgen.linkaudit`, whose
 verdicts (including ``unbound``: a number outside every link in a report that binds values) are merged in
 report-line order.
 
@@ -64,7 +64,7 @@ class Verdict(str, Enum):
     MISMATCH = "mismatch"  # a key here holds another value, or this citation's lines hold none of the values
     UNRESOLVABLE = "unresolvable"  # missing file, out-of-range line, path outside root
     FORBIDDEN = "forbidden"  # cites a report or a record instead of artifact data
-    UNBOUND = "unbound"  # a number bound to no artifact line in a report that binds values (reportgen.bound)
+    UNBOUND = "unbound"  # a number bound to no artifact line in a report that binds values (reportgen.linkaudit)
     UNCHECKABLE = "uncheckable"  # the claim has no number, quoted string or word to compare
 
 
@@ -267,11 +267,9 @@ def _hint(request: _HintRequest) -> str | None:
 
 
 def _link_verdicts(text: str, root: Path) -> list[tuple[int, CitationVerdict]]:
-    """Verdicts of `reportgen.bound` for value links, as citation verdicts; none while that module is absent."""
-    try:
-        from reportgen.bound import audit_links
-    except ImportError:
-        return []
+    """Verdicts of `reportgen.linkaudit` for value links, as citation verdicts."""
+    from reportgen.linkaudit import audit_links
+
     # A resolver of its own: the links must not become the "file cited just before" of an elided citation.
     merged = []
     for link in audit_links(text, Resolver(root)):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-import unicodedata
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from reportgen.bound import visible
 from reportgen.facts import Fact
 
 # Characters with meaning in CommonMark/GFM inline syntax or tables; `&` too, so entities cannot be smuggled.
@@ -81,19 +81,10 @@ def fmt_layer(f: Fact | int | None) -> str:
 
 
 def escape_md(s: str) -> str:
-    """Escape a string for markdown text and table cells: syntax characters get a backslash, newlines become ␤,
-    invisible and control characters become U+XXXX, so a token can never break a table or inject markup."""
-    out = []
-    for ch in s:
-        if ch in _MD_SPECIAL:
-            out.append("\\" + ch)
-        elif ch in "\r\n":
-            out.append("␤")
-        elif unicodedata.category(ch) in {"Cc", "Cf", "Co", "Cs", "Zl", "Zp"} or 0xE0000 <= ord(ch) <= 0xE007F:
-            out.append(f"U+{ord(ch):04X}")
-        else:
-            out.append(ch)
-    return "".join(out)
+    """Escape a string for markdown text and table cells: newlines become ␤ and invisible or control characters
+    U+XXXX (`reportgen.bound.visible`, what the audit compares), then syntax characters get a backslash, so a token
+    can never break a table or inject markup."""
+    return "".join("\\" + ch if ch in _MD_SPECIAL else ch for ch in visible(s))
 
 
 def md_token(f: Fact | str) -> str:

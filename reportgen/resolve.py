@@ -33,15 +33,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reportgen.bound import forbidden_reason
 from reportgen.citations import Citation, CitationKind
 from reportgen.numbers import NumberToken, matches, numbers_in_line
 
-__all__ = ["NO_VALUE", "Resolver", "SourceFile", "Unresolved", "forbidden_reason"]
+__all__ = ["NO_VALUE", "Resolver", "SourceFile", "Unresolved"]
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _ELLIPSIS = re.compile(r"\u2026|\.\.\.")
 _JSON_PAIR = re.compile(r'^\s*(?P<key>"(?:[^"\\]|\\.)*")\s*:\s*(?P<value>.*?),?\s*$')
-_FORBIDDEN_SUFFIXES = (".md", ".markdown", ".html", ".htm", ".build.json", ".validation.json")
 _CSV_FLOAT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 NO_VALUE = object()  # a line holds no value for a key (a bracket, or a key holding an object or array)
 
@@ -56,16 +56,6 @@ class Unresolved:
     path: str | None
     reason: str
     forbidden: bool = False
-
-
-def forbidden_reason(path: str) -> str | None:
-    """Why a path may not be cited (a report, a build record or the LLM cache), or None when it may."""
-    lowered = path.lower().replace("\\", "/")
-    if lowered.endswith(_FORBIDDEN_SUFFIXES):
-        return f"{path}: a report or a record, not artifact data; cite the artifact line the value comes from"
-    if ".llm-cache" in lowered.split("/"):
-        return f"{path}: the LLM response cache, not artifact data; cite the artifact line the value comes from"
-    return None
 
 
 def _normalise(text: str) -> str:

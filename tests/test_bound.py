@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.bound import audit_links, check_text, forbidden_reason, is_binding, visible
+from reportgen.bound import check_text, forbidden_reason, is_binding, visible
 from reportgen.build import build_reports
 from reportgen.facts import extract_facts
+from reportgen.linkaudit import audit_links
 from reportgen.render import bound_value
 from reportgen.resolve import Resolver
 from tests.conftest import BUNDLED_MODELS
