@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: lenses block, config.lenses, lens-<name>.csv tables
 SIG_DIGITS = 7
 
 

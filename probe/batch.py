@@ -32,7 +32,8 @@ def model_dirname(spec: str) -> str:
 
 
 def run_batch(specs: list[str], out: Path, prompts: PromptSet, cfg: ProbeConfig, *, device: str = "auto",
-              dtype: str = "float32", device_map: str | None = None, progress: bool = True) -> BatchResult:
+              dtype: str = "float32", device_map: str | None = None, progress: bool = True,
+              lens_files: dict[str, Path] | None = None) -> BatchResult:
     """Probe every model; record the outcome of each in RUN/run.json."""
     from probe.models import load_model
 
@@ -46,7 +47,7 @@ def run_batch(specs: list[str], out: Path, prompts: PromptSet, cfg: ProbeConfig,
         bar = tqdm(total=n_prompts, desc=f"probe {name}", unit="prompt", disable=not progress, leave=True)
         try:
             lm = load_model(spec, device=device, dtype=dtype, device_map=device_map)
-            probe_model(lm, prompts, cfg, out, name, progress=lambda _s, b=bar: b.update(1))
+            probe_model(lm, prompts, cfg, out, name, progress=lambda _s, b=bar: b.update(1), lens_files=lens_files)
             res.succeeded.append(name)
             status[name] = {"spec": spec, "status": "ok", "seconds": round(time.perf_counter() - t0, 2)}
         except Exception as e:  # noqa: BLE001 - a truncated GGUF or safetensors file raises anything; isolate it

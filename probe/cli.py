@@ -29,6 +29,32 @@ def read_models_file(path: Path) -> list[str]:
     return [ln.split("#", 1)[0].strip() for ln in lines if ln.split("#", 1)[0].strip()]
 
 
+def parse_lenses(spec: str, files: list[str]) -> tuple[tuple[str, ...], dict[str, Path]]:
+    """``--lens norm,raw,tuned`` and ``--lens-file tuned=DIR`` into the lens list (norm first) and their files.
+
+    Raises:
+        ProbeError: An unknown lens, a file for a lens not asked for, a missing file, or a malformed flag.
+    """
+    from probe.lenses import registry
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    known = registry()
+    if unknown := [n for n in names if n not in known]:
+        raise ProbeError(f"--lens {spec}: unknown lens {unknown[0]!r}; registered: {', '.join(known)}")
+    names = ["norm", *[n for n in dict.fromkeys(names) if n != "norm"]]  # the norm lens is the reference
+    out: dict[str, Path] = {}
+    for item in files:
+        name, sep, path = item.partition("=")
+        if not sep or not path:
+            raise ProbeError(f"--lens-file {item}: expected NAME=PATH, e.g. tuned=lenses/smollm2-tuned")
+        if name not in names:
+            raise ProbeError(f"--lens-file {item}: lens {name!r} is not in --lens {','.join(names)}")
+        if not Path(path).exists():
+            raise ProbeError(f"--lens-file {item}: {path} does not exist")
+        out[name] = Path(path)
+    return tuple(names), out
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Probe each model in isolation; a failing model is reported and the others still run."""
     from probe.batch import run_batch
@@ -39,9 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not specs:
         raise ProbeError("no model given: pass --model NAME (see `probe models`) or --models-file FILE")
     prompts = load_prompt_set(args.prompts)
-    cfg = ProbeConfig(norm_strategy=args.norm_strategy, copy_soft_tau=args.copy_soft_tau, records=not args.no_records)
+    lenses, lens_files = parse_lenses(args.lens, args.lens_file or [])
+    cfg = ProbeConfig(norm_strategy=args.norm_strategy, copy_soft_tau=args.copy_soft_tau, records=not args.no_records,
+                      lenses=lenses)
     result = run_batch(specs, Path(args.out), prompts, cfg, device=args.device, dtype=args.dtype,
-                       device_map=args.device_map, progress=not args.quiet)
+                       device_map=args.device_map, progress=not args.quiet, lens_files=lens_files)
     for name, err in result.failures.items():
         print(f"probe: {name}: FAILED: {err}", file=sys.stderr)
     for name in result.succeeded:
@@ -65,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="normalizer of the norm lens (default: the model's final norm)")
     r.add_argument("--copy-soft-tau", type=float, default=0.33, help="soft copy threshold (default 0.33)")
     r.add_argument("--no-records", action="store_true", help="skip records.csv (top-k at every position)")
+    r.add_argument("--lens", default="norm,raw",
+                   help="lenses to decode with, comma-separated (norm,raw,tuned,prism,jacobian; default norm,raw); "
+                        "each writes lens-<name>.csv and its milestones, and the preferred lens is chosen by rule")
+    r.add_argument("--lens-file", action="append", metavar="NAME=PATH",
+                   help="fitted lens file for a lens of --lens (repeatable), from `probe fit`")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("models", help="list bundled model aliases")

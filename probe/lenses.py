@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from probe.errors import ProbeError
 from probe.surgery import ModelParts, NormInfo, fp32_copy
 
 
@@ -113,15 +115,38 @@ class RawLens(Lens):
         return None
 
 
-# Built-in lenses register here the same way later ones (tuned, Prism, Jacobian) will.
+# Built-in lenses register here the same way the fitted ones do (tuned, Prism, Jacobian: their modules export
+# LENS_FACTORIES, merged by `registry()` on first use so importing this module stays light).
 LENSES: dict[str, Callable[..., Lens]] = {"norm": NormLens.from_parts, "raw": RawLens.from_parts}
+FITTED_LENS_MODULES = ("probe.tuned", "probe.prism", "probe.jacobian")
+
+
+def registry() -> dict[str, Callable[..., Lens]]:
+    """All registered lenses: the built-in ones and every fitted lens module that is installed."""
+    import importlib
+
+    out = dict(LENSES)
+    for module in FITTED_LENS_MODULES:
+        try:
+            out.update(getattr(importlib.import_module(module), "LENS_FACTORIES", {}))
+        except ImportError:
+            continue
+    return out
 
 
 def build_lens(name: str, parts: ModelParts, unembed: Unembed, device: torch.device,
-               strategy: str = "final_norm") -> Lens:
-    """Construct a registered lens by name."""
-    try:
-        factory = LENSES[name]
-    except KeyError:
-        raise ValueError(f"unknown lens {name!r}; registered: {', '.join(LENSES)}") from None
-    return factory(parts, unembed, device, strategy)
+               strategy: str = "final_norm", path: Path | None = None) -> Lens:
+    """Construct a registered lens by name; a fitted lens (tuned, prism, jacobian) needs its file.
+
+    Raises:
+        ProbeError: Unknown lens, or a fitted lens without its file.
+    """
+    lenses = registry()
+    if name not in lenses:
+        raise ProbeError(f"unknown lens {name!r}; registered: {', '.join(lenses)}")
+    if name in LENSES:
+        return lenses[name](parts, unembed, device, strategy)
+    if path is None:
+        raise ProbeError(f"lens {name!r} is fitted: pass its file with --lens-file {name}=PATH "
+                         f"(make one with `probe fit {name} --model M --out PATH`)")
+    return lenses[name](parts, unembed, device, strategy, path=path)

@@ -18,7 +18,8 @@ import probe
 from probe.artifacts import SCHEMA_VERSION, write_model_dir
 from probe.capture import capture
 from probe.errors import ProbeError
-from probe.lenses import NormLens, RawLens, Unembed
+from probe.lensdata import decode_layers, lens_columns
+from probe.lenses import Lens, NormLens, RawLens, Unembed, build_lens
 from probe.metrics import cosine, entropy_bits, entropy_bits_logp, js_bits, kl_bits_logp, logit_gap, rank_of
 from probe.models import LoadedModel, cache_root
 from probe.prompts import GoldAnswer, PromptSet, align_gold
@@ -54,6 +55,7 @@ class ProbeConfig:
     p_top1_thresholds: tuple[float, ...] = (0.3, 0.6)
     seed: int = 316
     records: bool = True
+    lenses: tuple[str, ...] = ("norm", "raw")  # see probe.lensdata; fitted lenses need a file (lens_files)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -86,6 +88,7 @@ class PromptTrace:
     raw: dict[str, list[Any]] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list)
     health: list[dict[str, bool]] = field(default_factory=list)
+    lenses: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # lens name -> columns (probe.lensdata)
     model_next_logits: torch.Tensor | None = None
     final_logits: torch.Tensor | None = None
 
@@ -93,7 +96,7 @@ class PromptTrace:
 class Prober:
     """Holds one loaded model with its lenses and decodes prompts."""
 
-    def __init__(self, lm: LoadedModel, cfg: ProbeConfig):
+    def __init__(self, lm: LoadedModel, cfg: ProbeConfig, lens_files: dict[str, Path] | None = None):
         self.lm, self.cfg = lm, cfg
         self.parts = discover(lm.model)
         dev = lm.device if lm.device.type != "meta" else torch.device("cpu")
@@ -101,6 +104,13 @@ class Prober:
         self.unembed = Unembed.from_parts(self.parts, self.dev)
         self.norm = NormLens.from_parts(self.parts, self.unembed, self.dev, cfg.norm_strategy)
         self.raw = RawLens.from_parts(self.parts, self.unembed, self.dev)
+        # Every lens of the run but the norm lens (whose columns are the pure-next-token table) decodes the same
+        # residuals into its own table; fitted lenses are loaded from their files (hashes checked on load).
+        self.lens_files = dict(lens_files or {})
+        self.lenses: dict[str, Lens] = {name: self.raw if name == "raw" else
+                                        build_lens(name, self.parts, self.unembed, self.dev, cfg.norm_strategy,
+                                                   path=self.lens_files.get(name))
+                                        for name in cfg.lenses if name != "norm"}
         self.tok = lm.tokenizer
         self._strs: dict[int, str] = {}
         self.vocab = int(self.unembed.weight.shape[0])
@@ -160,6 +170,9 @@ class Prober:
         zr = self.raw.decode(last, 0)
         t.model_next_logits, t.final_logits = cap.logits[-1], z[-1]
         self._next_metrics(t, z, zr, last, normed, gold, other_gold)
+        for name, lens in self.lenses.items():
+            zl = zr if name == "raw" else decode_layers(lens, last)
+            t.lenses[name] = lens_columns(zl, z[-1], gold.first_id)
         return t
 
     def _record_layer(self, t: PromptTrace, h: torch.Tensor, layer: int, ids: list[int]) -> torch.Tensor:
@@ -265,7 +278,7 @@ def environment(lm: LoadedModel, cfg: ProbeConfig) -> dict[str, Any]:
 
 
 def probe_model(lm: LoadedModel, prompts: PromptSet, cfg: ProbeConfig, out_dir: Path, alias: str,
-                progress: Any = None) -> Path:
+                progress: Any = None, lens_files: dict[str, Path] | None = None) -> Path:
     """Run every prompt of the set through one model and write its artifact directory.
 
     Args:
@@ -274,7 +287,7 @@ def probe_model(lm: LoadedModel, prompts: PromptSet, cfg: ProbeConfig, out_dir: 
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    pr = Prober(lm, cfg)
+    pr = Prober(lm, cfg, lens_files)
     golds = {(f.id, v): align_gold(pr.tok, prompts.text(f.id, v), f.answer)
              for f in prompts.facts for v in prompts.templates}
     traces: list[PromptTrace] = []

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from probe import lensdata
 from probe import milestones as ms
 from probe.artifacts import SCHEMA_VERSION, Table, escape_token
 from probe.metrics import kl_bits
@@ -189,6 +191,8 @@ def summarize(pr: Prober, prompts: PromptSet, cfg: ProbeConfig, traces: list[Pro
     traj = norm_trajectory(hc["resid_norm"], hc["norm_ratio"], hc["cos_raw_normed"], hm["L_semantic"])
     guidance = ms.guidance(head_raw["tier"], worst_gate["passed"], hm["L_semantic_confirmed"], pr.parts.tied,
                            hm["L_copy"] == 0 or hm["L_copy_soft"].get("k1") == 0)
+    lenses = _lenses_block(pr, cfg, traces, head)
+    guidance["preferred_lens"] = lenses["preferred"]["lens"]
     final = {"entropy_bits": hc["entropy_bits"][n], "top1_token": escape_token(pr.token(hc["top1_id"][n])),
              "top1_id": hc["top1_id"][n], "p_top1": hc["p_top1"][n], "p_answer": hc["p_answer"][n],
              "answer_rank": hc["answer_rank"][n],
@@ -213,6 +217,7 @@ def summarize(pr: Prober, prompts: PromptSet, cfg: ProbeConfig, traces: list[Pro
         "milestones": {f"{k[0]}/{k[1]}": v for k, v in mst.items()},
         "control": control,
         "ablation": ablation,
+        "lenses": lenses,
         "micro_suite": {"per_fact": suite,
                         "L_semantic": ms.median_iqr([s["L_semantic"] for s in suite.values()]),
                         "L_semantic_frac": ms.median_iqr([s["L_semantic_frac"] for s in suite.values()])},
@@ -300,6 +305,50 @@ def _with_answer(d: dict[str, Any], x: dict[str, Any], gid: int) -> dict[str, An
     return d
 
 
+def _lenses_block(pr: Prober, cfg: ProbeConfig, traces: list[PromptTrace], head: PromptTrace) -> dict[str, Any]:
+    """Per lens: its table, the file it was loaded from, milestones on the primary prompt and the summary the
+    preferred-lens rule reads (`probe.lensdata`)."""
+    final_top1 = [t.cols["top1_id"][-1] for t in traces]
+    by_lens: dict[str, Any] = {}
+    for name in cfg.lenses:
+        per_prompt = [t.cols if name == "norm" else t.lenses[name] for t in traces]
+        cols = head.cols if name == "norm" else head.lenses[name]
+        path = pr.lens_files.get(name)
+        by_lens[name] = {
+            "table": "pure-next-token.csv" if name == "norm" else f"lens-{name}.csv",
+            "file": None if path is None else Path(path).name,
+            "file_sha256": None if path is None else _sha256_path(Path(path)),
+            "milestones": lensdata.lens_milestones(cols, cfg.rank_thresholds, cfg.kl_thresholds_bits),
+            **lensdata.lens_summary(per_prompt, final_top1),
+        }
+    preferred = lensdata.preferred_lens({name: by_lens[name] for name in cfg.lenses})
+    return {"order": list(cfg.lenses), "by_lens": by_lens, "preferred": preferred}
+
+
+def _sha256_path(path: Path) -> str:
+    """sha256 of a lens file, or of every file of a lens directory (name and bytes, sorted)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if p.is_file():
+            h.update(p.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _lens_rows(pr: Prober, traces: list[PromptTrace], name: str) -> list[dict[str, Any]]:
+    """Rows of lens-<name>.csv: the pure-next-token columns of probe.lensdata for one lens."""
+    rows = []
+    for t in traces:
+        c = t.lenses[name]
+        for i in range(len(c["layer"])):
+            rows.append({"prompt_id": t.fact_id, "variant": t.variant, "layer": i,
+                         "top1_token": pr.token(c["top1_id"][i]),
+                         **{k: c[k][i] for k in lensdata.LENS_COLUMNS if k in c and k != "layer"}})
+    return rows
+
+
 def _tables(pr: Prober, cfg: ProbeConfig, traces: list[PromptTrace], mst: dict, head: PromptTrace,
             win: list[int], mask: set[int]) -> list[Table]:
     pure = [r for t in traces for r in pure_rows(pr, t, cfg, mask)]
@@ -346,6 +395,8 @@ def _tables(pr: Prober, cfg: ProbeConfig, traces: list[PromptTrace], mst: dict, 
                                  "p_answer", "kl_to_final_bits", "entropy_bits", "pure_csv_line"),
               ("prompt_id", "variant", "milestone"), mrows),
     ]
+    tables += [Table(f"lens-{name}.csv", lensdata.LENS_COLUMNS, ("prompt_id", "variant", "layer"),
+                     _lens_rows(pr, traces, name)) for name in cfg.lenses if name != "norm"]
     if cfg.records:
         tables.append(Table("records.csv", rec_cols, ("prompt_id", "variant", "layer", "pos"),
                             [r for t in traces for r in t.records]))

@@ -50,6 +50,7 @@ class ReportData:
     checks: list[CheckResult]
     flags: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, Fact] = field(default_factory=dict)  # rule id -> derived verdict fact (true/false/null)
+    lenses: list[dict[str, Fact]] = field(default_factory=list)  # one row per lens of the run (probe.lensdata)
 
 
 # name in templates -> probe.json path
@@ -158,11 +159,31 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
     if first.value is not None and last.value is not None:
         F["entropy_change"] = facts.add_derived("derived:entropy_change_first_to_last", last.value - first.value,
                                                 "bits", [first.key, last.key], "entropy(last) - entropy(first)")
-    data = ReportData(alias, F, table, suite, temps, tests, checks, flags, add_verdicts(facts, checks))
+    data = ReportData(alias, F, table, suite, temps, tests, checks, flags, add_verdicts(facts, checks),
+                      lens_rows(facts, F))
     from reportgen.sheet import add_sheet_facts  # late: sheet builds on this module
 
     add_sheet_facts(facts, data)
     return data
+
+
+def lens_rows(facts: FactSet, F: dict[str, Fact]) -> list[dict[str, Fact]]:
+    """The lens comparison: per lens of the run its name, milestones, mean KL and top-1 agreement (empty for
+    artifacts written before lenses were data); names the preferred lens and its rule's floor in ``F``."""
+    rows, i = [], 0
+    while J("lenses", "order", i) in facts:
+        name = facts.get(J("lenses", "order", i))
+        base = ("lenses", "by_lens", str(name.value))
+        rows.append({"name": name, "L_sem": facts.get(J(*base, "milestones", "L_semantic")),
+                     "rank5": facts.get(J(*base, "milestones", "first_rank_le", "5")),
+                     "kl1": facts.get(J(*base, "milestones", "first_kl_le", "1p0")),
+                     "mean_kl": facts.get(J(*base, "mean_kl_to_final_bits")),
+                     "agree": facts.get(J(*base, "top1_agreement"))})
+        i += 1
+    if rows:
+        F["preferred_lens"] = facts.get(J("lenses", "preferred", "lens"))
+        F["lens_agreement_floor"] = facts.get(J("lenses", "preferred", "agreement_floor"))
+    return rows
 
 
 _VERDICT_VALUE = {Verdict.PASS: True, Verdict.FAIL: False, Verdict.NA: None}
