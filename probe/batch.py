@@ -38,6 +38,10 @@ def run_batch(specs: list[str], out: Path, prompts: PromptSet, cfg: ProbeConfig,
     from probe.models import load_model
 
     out.mkdir(parents=True, exist_ok=True)
+    if not progress:  # --quiet also silences transformers' own "Loading weights" bar
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
     res = BatchResult()
     n_prompts = len(prompts.facts) * len(prompts.templates)
     status: dict[str, dict] = {}

@@ -206,7 +206,7 @@ def resolve_model(spec: str) -> ModelSource:
         except (LocalEntryNotFoundError, OSError, ValueError) as e:
             raise ProbeError(
                 f"{spec}: weights are not available offline (not in the local Hugging Face cache). "
-                f"Download them on a connected machine with `huggingface-cli download {repo}` "
+                f"Download them on a connected machine with `hf download {repo}` "
                 f"or pass a local directory or .gguf file"
             ) from e
         return ModelSource(spec, "hub", repo, local, revision=Path(local).name)

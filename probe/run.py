@@ -270,11 +270,13 @@ def environment(lm: LoadedModel, cfg: ProbeConfig) -> dict[str, Any]:
     """What determines the numbers besides the inputs: versions, device, dtype, determinism."""
     import transformers
 
+    # The kernel string and the thread count differ between machines that compute the same numbers: they go in
+    # manifest.json (`host`), so a rerun elsewhere gives byte-identical artifacts and committed reports stay fresh.
     return {"torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version(), "platform": platform.platform(), "device": str(lm.device),
+            "python": platform.python_version(), "device": str(lm.device),
             "dtype_model": str(lm.dtype).replace("torch.", ""), "dtype_lens": "float32",
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(), "seed": cfg.seed,
-            "num_threads": torch.get_num_threads(), "cuda": torch.version.cuda if torch.cuda.is_available() else None}
+            "cuda": torch.version.cuda if torch.cuda.is_available() else None}
 
 
 def probe_model(lm: LoadedModel, prompts: PromptSet, cfg: ProbeConfig, out_dir: Path, alias: str,
@@ -311,6 +313,7 @@ def probe_model(lm: LoadedModel, prompts: PromptSet, cfg: ProbeConfig, out_dir: 
         "prompt_set": {"name": prompts.name, "file": Path(prompts.path).name, "sha256": prompts.sha256},
         "weights_sha256": lm.weights_sha256,
         "timings_s": {"traces": t_traces, "total": time.perf_counter() - t0},
+        "host": {"platform": platform.platform(), "num_threads": torch.get_num_threads()},
         "created_unix": int(time.time()),
     }
     assert doc["schema_version"] == SCHEMA_VERSION
