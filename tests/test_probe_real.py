@@ -185,3 +185,12 @@ def test_control_margin_is_p_control_minus_p_primary(probe_run, alias):
 def test_strong_control_onset_is_attainable(probe_run):
     """With the sign fixed, a control answer on top with a clear gap is a strong onset (Gemma-3: layer 16)."""
     assert load_json(probe_run, "gemma3-270m")["control"]["first_control_strong_pos"] is not None
+
+
+@pytest.mark.parametrize("alias", BUNDLED_MODELS)
+def test_host_facts_stay_out_of_the_hashed_artifacts(probe_run, alias):
+    """A rerun on another machine must give byte-identical artifacts: the kernel and thread count vary by host."""
+    env = load_json(probe_run, alias)["environment"]
+    assert "platform" not in env and "num_threads" not in env
+    host = json.loads((probe_run / alias / "manifest.json").read_text())["host"]
+    assert host["platform"] and host["num_threads"] >= 1
