@@ -3,10 +3,10 @@ r"""`probe fit jacobian`: fit the Jacobian lens of a model on a small corpus and
 Cost: every prompt takes d_model one-hot backward passes (in batches of --dim-batch) through the blocks above the
 lowest fitted layer, so time grows as prompts x tokens x (n_layers - lowest layer) x d_model. On 2 CPU cores a
 full fit of SmolLM2-135M (30 layers, d 576) costs roughly 15-40 minutes per 128-token prompt; the offline default
-(3 prompts of at most 16 tokens from the bundled prompt set) takes a few minutes. On a GPU, fit fully:
+(3 documents of the corpus cut to 16 tokens, all layers) takes about 5-10 minutes. On a GPU, fit fully:
 
     probe fit jacobian --model smollm2 --out lenses/smollm2-jacobian.pt                       # offline, CPU
-    probe fit jacobian --model M --out FILE --device cuda --corpus texts.txt --prompts 500 --max-tokens 128 \
+    probe fit jacobian --model M --out FILE --device cuda --corpus wiki --prompts 500 --max-tokens 128 \
         --skip-first 16                                                                        # the reference fit
 """
 
@@ -24,7 +24,7 @@ import torch
 from probe.errors import ProbeError
 from probe.jacobian import DEFAULT_DIM_BATCH, DEFAULT_SKIP_FIRST
 
-CALIBRATION_PASSES = 2  # the first pass includes the forward; the second is timed as the per-pass cost
+CALIBRATION_PASSES = 3  # the first pass includes the forward; the faster of the next two is the per-pass cost
 
 
 class _Calibrated(Exception):
@@ -49,26 +49,35 @@ def parse_layers(text: str | None) -> list[int] | None:
     return out
 
 
-def corpus_texts(path: Path | None) -> list[str]:
-    """Prompts: one per non-empty line of `path`, else the bundled prompt set (test prompts, then each fact).
+def corpus_prompts(tokenizer: Any, spec: str, n: int, max_tokens: int, min_tokens: int,
+                   seed: int) -> tuple[str, list[str], list[list[int]]]:
+    """The first `n` documents of the corpus's fit split, tokenized and cut to `max_tokens`.
+
+    The corpus and split are `probe.corpus`'s (the tuned and Prism fits use the same), so held-out documents are
+    never fitted on. Documents shorter than `min_tokens` are skipped (they have no position to average).
+
+    Returns:
+        (corpus source, document ids, token ids of each prompt).
 
     Raises:
-        ProbeError: the file cannot be read or has no non-empty line.
+        ProbeError: unknown corpus, or no document long enough.
     """
-    if path is None:
-        from probe.prompts import load_prompt_set
+    from probe.corpus import load_corpus, split_documents
 
-        ps = load_prompt_set()
-        texts = list(ps.test_prompts) + [ps.text(f.id, v) for v in ps.templates for f in ps.facts]
-        return list(dict.fromkeys(texts))
-    try:
-        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise ProbeError(f"{path}: cannot read the corpus ({e})") from e
-    texts = [ln for ln in lines if ln]
-    if not texts:
-        raise ProbeError(f"{path}: the corpus has no non-empty line (expected one prompt per line)")
-    return texts
+    corpus = load_corpus(spec)
+    fit, _ = split_documents(corpus, seed=seed)
+    ids: list[str] = []
+    prompts: list[list[int]] = []
+    for doc in fit:
+        if len(prompts) >= n:
+            break
+        toks = list(tokenizer(doc.text, add_special_tokens=True)["input_ids"])[:max_tokens]
+        if len(toks) >= min_tokens:
+            ids.append(doc.id)
+            prompts.append(toks)
+    if not prompts:
+        raise ProbeError(f"corpus {corpus.name} ({corpus.source}): no fit document has {min_tokens} tokens")
+    return corpus.source, ids, prompts
 
 
 def calibrate_pass_seconds(model: Any, parts: Any, ids: list[int], layers: list[int], device: torch.device,
@@ -89,7 +98,8 @@ def calibrate_pass_seconds(model: Any, parts: Any, ids: list[int], layers: list[
             prompt_jacobians(model, parts, ids, layers, device, skip_first, dim_batch, tick)
         except _Calibrated:
             pass
-    return stamps[-1] - stamps[-2] if len(stamps) >= 2 else stamps[-1] - t0
+    steps = [b - a for a, b in zip(stamps, stamps[1:])]
+    return min(steps) if steps else stamps[-1] - t0
 
 
 def human(seconds: float) -> str:
@@ -111,8 +121,8 @@ def cmd_fit_jacobian(args: argparse.Namespace) -> int:
     lm = load_model(args.model, device=args.device, dtype="float32")
     parts = discover(lm.model)
     layers = check_layers(parse_layers(args.layers), parts.n_layers)
-    texts = corpus_texts(args.corpus)[:args.prompts]
-    prompts = [list(lm.tokenizer(t, add_special_tokens=True)["input_ids"])[:args.max_tokens] for t in texts]
+    source, doc_ids, prompts = corpus_prompts(lm.tokenizer, args.corpus, args.prompts, args.max_tokens,
+                                              args.skip_first + 2, args.seed)
     n, d = parts.n_layers, d_model_of(parts)
     batch = min(args.dim_batch, d)
     passes = math.ceil(d / batch)
@@ -125,15 +135,17 @@ def cmd_fit_jacobian(args: argparse.Namespace) -> int:
           f"(<= {args.max_tokens} each), source layers {layers[0]}..{layers[-1]} ({len(layers)}; backward through "
           f"{depth} blocks), {passes} backward passes of batch {batch} per prompt, on {lm.device} "
           f"({torch.get_num_threads()} threads)", file=sys.stderr)
-    print(f"probe fit jacobian: one pass measured {per_pass:.2f} s -> estimated {human(est)} for this fit; a full "
-          f"fit costs about {human(full)} per 128-token prompt here", file=sys.stderr)
+    print(f"probe fit jacobian: one pass measured {per_pass:.2f} s -> estimated {human(est)} for this fit (a shared "
+          f"CPU can be 2x off; the bar's ETA follows); a full fit costs about {human(full)} per 128-token prompt "
+          f"and all {n} layers here", file=sys.stderr)
     bar = tqdm(total=len(prompts) * passes, desc=f"fit jacobian {args.model}", unit="pass", disable=args.quiet)
     t0 = time.perf_counter()
     try:
         jac = fit_jacobians(lm.model, parts, prompts, layers, lm.device, bar.update, skip_first=args.skip_first,
                             dim_batch=batch, meta={"model": args.model, "model_id": lm.source.model_id,
                                                    "weights_sha256": lm.weights_sha256,
-                                                   "corpus": str(args.corpus) if args.corpus else "bundled prompts",
+                                                   "corpus": args.corpus, "corpus_source": source,
+                                                   "documents": doc_ids, "seed": args.seed,
                                                    "max_tokens": args.max_tokens, "positions": POSITIONS})
     finally:
         bar.close()
@@ -150,8 +162,9 @@ def add_jacobian_parser(fit_subparsers: Any) -> argparse.ArgumentParser:
                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     j.add_argument("--model", required=True, help="bundled alias, local dir, .gguf file or hub id")
     j.add_argument("--out", required=True, type=Path, help="file to write (torch.save, fp16 matrices)")
-    j.add_argument("--corpus", type=Path, help="text file, one prompt per line (default: the bundled prompt set)")
-    j.add_argument("--prompts", type=int, default=3, help="number of prompts (default 3)")
+    j.add_argument("--corpus", default="auto", help="auto | wiki | pydoc | FILE (.jsonl or blank-line text), as "
+                                                    "`probe fit tuned`; only its fit split is used (default auto)")
+    j.add_argument("--prompts", type=int, default=3, help="number of documents (default 3)")
     j.add_argument("--max-tokens", type=int, default=16, help="tokens kept per prompt (default 16)")
     j.add_argument("--layers", help="probe layers to fit, e.g. 0,10,20-29 (default: all; the last is the identity)")
     j.add_argument("--skip-first", type=int, default=DEFAULT_SKIP_FIRST,
@@ -161,19 +174,18 @@ def add_jacobian_parser(fit_subparsers: Any) -> argparse.ArgumentParser:
                    help=f"one-hot cotangents per backward pass (default {DEFAULT_DIM_BATCH}; more is faster per "
                         "row and holds a bigger graph)")
     j.add_argument("--device", default="auto", help="cpu | cuda | cuda:N | auto (default)")
+    j.add_argument("--seed", type=int, default=316, help="corpus split seed (default 316, as `probe fit tuned`)")
     j.add_argument("--quiet", action="store_true", help="no progress bar")
-    j.set_defaults(func=cmd_fit_jacobian)
+    j.set_defaults(func=cmd_fit_jacobian, kind="jacobian")
     return j
 
 
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add `probe fit` with its `jacobian` subcommand to the `probe` subparsers; returns the `fit` parser.
 
-    Other fitted lenses add themselves to the subparsers stored as `fit_subparsers` in the returned parser's
-    defaults (`parser.get_default("fit_subparsers")`).
+    Standalone form; where `probe.fit.add_fit_parser` already adds `fit tuned|prism`, call
+    `add_jacobian_parser(kinds)` on its subparsers instead (argparse refuses a second `fit`).
     """
     fit = subparsers.add_parser("fit", help="fit a lens that needs training data (writes a file)")
-    sub = fit.add_subparsers(dest="lens", required=True)
-    fit.set_defaults(fit_subparsers=sub)
-    add_jacobian_parser(sub)
+    add_jacobian_parser(fit.add_subparsers(dest="kind", required=True))
     return fit
