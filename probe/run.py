@@ -112,7 +112,8 @@ class Prober:
                                                    path=self.lens_files.get(name))
                                         for name in cfg.lenses if name != "norm"}
         for name, lens in self.lenses.items():
-            missing = [i for i in range(self.parts.n_layers + 1) if not getattr(lens, "has_layer", bool)(i)]
+            covers = getattr(lens, "has_layer", lambda _layer: True)
+            missing = [i for i in range(self.parts.n_layers + 1) if not covers(i)]
             if missing:  # a lens table has a row per layer: a partly fitted lens cannot fill one
                 raise ProbeError(f"{self.lens_files.get(name)}: the {name} lens has no fit for layers {missing}; "
                                  f"`probe run --lens {name}` needs every layer (refit without --layers)")
