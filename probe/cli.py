@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
     m = sub.add_parser("models", help="list bundled model aliases")
     m.set_defaults(func=cmd_models)
+    from probe.fit import add_fit_parser  # fit tuned | prism | jacobian
+
+    add_fit_parser(sub)
     return p
 
 

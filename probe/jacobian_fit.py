@@ -178,14 +178,3 @@ def add_jacobian_parser(fit_subparsers: Any) -> argparse.ArgumentParser:
     j.add_argument("--quiet", action="store_true", help="no progress bar")
     j.set_defaults(func=cmd_fit_jacobian, kind="jacobian")
     return j
-
-
-def add_fit_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add `probe fit` with its `jacobian` subcommand to the `probe` subparsers; returns the `fit` parser.
-
-    Standalone form; where `probe.fit.add_fit_parser` already adds `fit tuned|prism`, call
-    `add_jacobian_parser(kinds)` on its subparsers instead (argparse refuses a second `fit`).
-    """
-    fit = subparsers.add_parser("fit", help="fit a lens that needs training data (writes a file)")
-    add_jacobian_parser(fit.add_subparsers(dest="kind", required=True))
-    return fit

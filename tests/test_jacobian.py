@@ -207,7 +207,7 @@ def tiny_dir(tmp_path_factory):
 def fit_cli(argv):
     import argparse
 
-    from probe.jacobian_fit import add_fit_parser
+    from probe.fit import add_fit_parser  # the real `probe fit` command, with its jacobian kind
 
     p = argparse.ArgumentParser(prog="probe")
     add_fit_parser(p.add_subparsers(dest="cmd", required=True))
