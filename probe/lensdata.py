@@ -13,7 +13,9 @@ corpus, so for a fitted lens these figures are held out. Ties keep the earlier l
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from probe.metrics import cosine, entropy_bits_logp, kl_bits_logp, rank_of
 LENS_COLUMNS = ("prompt_id", "variant", "layer", "entropy_bits", "top1_id", "top1_token", "p_top1", "p_top5",
                 "p_answer", "answer_rank", "is_answer", "kl_to_final_bits", "kl_final_to_layer_bits", "cos_to_final")
 AGREEMENT_SLACK = 0.05
+LENS_DIR_FILES = ("config.json", "params.pt", "prism.json", "prism.pt", "fit-report.json")
 
 
 @dataclass
@@ -108,3 +111,24 @@ def preferred_lens(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"lens": best, "eligible": eligible, "agreement_floor": floor,
             "rule": "lowest mean KL(final || lens) over non-final layers of the probe prompts, among lenses whose "
                     "top-1 agreement with the final head is at least the norm lens's minus 0.05"}
+
+
+def fit_summary(path: Path, name: str) -> dict[str, Any] | None:
+    """The held-out figures of a fitted lens's ``fit-report.json`` (`probe.fit`), or None when it has none.
+
+    Mean KL(final ‖ ·) in bits over layers 0..n-1 of the held-out corpus positions, for the norm lens, a per-layer
+    temperature on it, and this lens; the gap to the norm lens split into what the temperature removes and the rest
+    (the lens's rotation/translation).
+    """
+    report = (path if path.is_dir() else path.parent) / "fit-report.json"
+    try:
+        doc = json.loads(report.read_text(encoding="utf-8"))
+        mean = doc["heldout"]["mean_over_layers_0_to_n_minus_1"]
+        return {"corpus": str(doc["corpus"]["name"]), "heldout_positions": int(doc["tokens"]["heldout_positions"]),
+                "kl_direction": str(doc["kl_direction"]), "kl_norm_bits": float(mean["kl_norm_bits"]),
+                "kl_temperature_bits": float(mean["kl_temperature_bits"]),
+                "kl_lens_bits": float(mean[f"kl_{name}_bits"]),
+                "delta_temperature_bits": float(mean["delta_temperature"]),
+                "delta_rotation_bits": float(mean["delta_rotation"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a lens without a (readable) fit report: its held-out figures are simply not known

@@ -320,6 +320,7 @@ def _lenses_block(pr: Prober, cfg: ProbeConfig, traces: list[PromptTrace], head:
             "file_sha256": None if path is None else _sha256_path(Path(path)),
             "milestones": lensdata.lens_milestones(cols, cfg.rank_thresholds, cfg.kl_thresholds_bits),
             **lensdata.lens_summary(per_prompt, final_top1),
+            "fit": None if path is None else lensdata.fit_summary(Path(path), name),
         }
     preferred = lensdata.preferred_lens({name: by_lens[name] for name in cfg.lenses})
     return {"order": list(cfg.lenses), "by_lens": by_lens, "preferred": preferred}
@@ -330,10 +331,11 @@ def _sha256_path(path: Path) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for p in sorted(path.rglob("*")) if path.is_dir() else [path]:
-        if p.is_file():
-            h.update(p.relative_to(path).as_posix().encode() if path.is_dir() else b"")
-            h.update(p.read_bytes())
+    # A lens directory may hold other files (a downloaded wheel, notes): only the lens's own files are its identity.
+    files = sorted(p for p in path.iterdir() if p.name in lensdata.LENS_DIR_FILES) if path.is_dir() else [path]
+    for p in files:
+        h.update(p.name.encode() if path.is_dir() else b"")
+        h.update(p.read_bytes())
     return h.hexdigest()
 
 

@@ -179,6 +179,12 @@ def lens_rows(facts: FactSet, F: dict[str, Fact]) -> list[dict[str, Fact]]:
                      "kl1": facts.get(J(*base, "milestones", "first_kl_le", "1p0")),
                      "mean_kl": facts.get(J(*base, "mean_kl_to_final_bits")),
                      "agree": facts.get(J(*base, "top1_agreement"))})
+        fit = J(*base, "fit", "kl_lens_bits")
+        if fit in facts:  # a fitted lens: its held-out figures and the temperature / rotation split
+            rows[-1].update({key: facts.get(J(*base, "fit", field)) for key, field in (
+                ("fit_corpus", "corpus"), ("fit_n", "heldout_positions"), ("fit_norm", "kl_norm_bits"),
+                ("fit_temp", "kl_temperature_bits"), ("fit_lens", "kl_lens_bits"),
+                ("fit_dtemp", "delta_temperature_bits"), ("fit_drot", "delta_rotation_bits"))})
         i += 1
     if rows:
         F["preferred_lens"] = facts.get(J("lenses", "preferred", "lens"))

@@ -98,3 +98,55 @@ def test_raw_lens_table_matches_an_independent_unembedding(probe_run):
         assert float(rows[layer]["entropy_bits"]) == pytest.approx(float(dist.entropy()) / math.log(2), rel=1e-4)
         kl = float(torch.distributions.kl_divergence(dist, final)) / math.log(2)
         assert float(rows[layer]["kl_to_final_bits"]) == pytest.approx(kl, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_run_with_a_tuned_lens_writes_its_table_and_report_section(tmp_path):
+    """probe run --lens norm,raw,tuned: lens-tuned.csv against plain torch lm_head(norm(h + W h + b)) of HF's
+    hidden states, the lens in probe.json, the preferred lens named by the rule, and a report that audits ok."""
+    import json
+
+    from probe.batch import run_batch
+    from probe.lenses import Unembed
+    from probe.models import load_model
+    from probe.run import ProbeConfig
+    from probe.surgery import discover
+    from probe.tuned import TunedLens
+    from reportgen.audit import audit_report
+    from reportgen.build import build_reports
+
+    lm = load_model("smollm2", device="cpu")
+    parts = discover(lm.model)
+    lens = TunedLens.identity(parts, Unembed.from_parts(parts, torch.device("cpu")), torch.device("cpu"), "smollm2")
+    gen = torch.Generator().manual_seed(0)
+    lens.weight = torch.randn(lens.weight.shape, generator=gen) * 0.01
+    lens.bias = torch.randn(lens.bias.shape, generator=gen) * 0.01
+    lens.save(tmp_path / "tuned")
+    res = run_batch(["smollm2"], tmp_path / "run", load_prompt_set(), ProbeConfig(records=False,
+                    lenses=("norm", "raw", "tuned")), device="cpu", progress=False,
+                    lens_files={"tuned": tmp_path / "tuned"})
+    assert not res.failures, res.failures
+    model_dir = tmp_path / "run" / "smollm2"
+    doc = json.loads((model_dir / "probe.json").read_text())
+    assert doc["lenses"]["order"] == ["norm", "raw", "tuned"] and doc["lenses"]["by_lens"]["tuned"]["file"] == "tuned"
+    assert doc["measurement_guidance"]["preferred_lens"] == doc["lenses"]["preferred"]["lens"]
+
+    model, tok = lm.model, lm.tokenizer
+    with torch.no_grad():
+        out = model(tok(load_prompt_set().text("germany", "orig"), return_tensors="pt").input_ids,
+                    output_hidden_states=True)
+        final = torch.distributions.Categorical(logits=out.logits[0, -1].double())
+        with open(model_dir / "lens-tuned.csv", newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["prompt_id"] == "germany" and r["variant"] == "orig"]
+        for layer in (0, 12, 29):
+            h = out.hidden_states[layer][0, -1]
+            z = model.lm_head(model.model.norm(h + h @ lens.weight[layer].T + lens.bias[layer])).double()
+            dist = torch.distributions.Categorical(logits=z)
+            assert float(rows[layer]["entropy_bits"]) == pytest.approx(float(dist.entropy()) / math.log(2), rel=1e-4)
+            kl = float(torch.distributions.kl_divergence(dist, final)) / math.log(2)
+            assert float(rows[layer]["kl_to_final_bits"]) == pytest.approx(kl, rel=1e-4, abs=1e-5)
+    out_dir = tmp_path / "reports"
+    assert [o.error for o in build_reports(tmp_path / "run", out_dir)] == [None]
+    text = (out_dir / "smollm2.md").read_text()
+    assert "| [tuned](" in text and "Preferred lens by rule: [" in text
+    assert not audit_report(out_dir / "smollm2.md").failed
