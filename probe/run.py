@@ -89,6 +89,7 @@ class PromptTrace:
     records: list[dict[str, Any]] = field(default_factory=list)
     health: list[dict[str, bool]] = field(default_factory=list)
     lenses: dict[str, dict[str, list[Any]]] = field(default_factory=dict)  # lens name -> columns (probe.lensdata)
+    lens_records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # lens name -> records rows
     model_next_logits: torch.Tensor | None = None
     final_logits: torch.Tensor | None = None
 
@@ -179,6 +180,10 @@ class Prober:
         for name, lens in self.lenses.items():
             zl = zr if name == "raw" else decode_layers(lens, last)
             t.lenses[name] = lens_columns(zl, z[-1], gold.first_id)
+            if self.cfg.records:  # every lens has its own records: top-k at every position of every layer
+                t.lens_records[name] = [row for layer in range(n1)
+                                        for row in self._topk_rows(t, lens.decode(cap.resid[layer].float(), layer),
+                                                                   layer, ids)]
         return t
 
     def _record_layer(self, t: PromptTrace, h: torch.Tensor, layer: int, ids: list[int]) -> torch.Tensor:
@@ -192,21 +197,26 @@ class Prober:
         t.health.append({"resid": bool(torch.isfinite(h).all()), "normed": bool(torch.isfinite(hn).all()),
                          "logits": bool(torch.isfinite(logits).all()),
                          "max_abs_logit": float(logits.abs().max())})
-        if not self.cfg.records:
-            return logits[-1]
+        if self.cfg.records:
+            t.records += self._topk_rows(t, logits, layer, ids)
+        return logits[-1]
+
+    def _topk_rows(self, t: PromptTrace, logits: torch.Tensor, layer: int, ids: list[int]) -> list[dict[str, Any]]:
+        """Records rows of one layer: entropy and top-k at every position; logits [seq, vocab] float32."""
         k = self.cfg.top_k_records
         logp = torch.log_softmax(logits, -1)  # one normalization serves entropy and top-k
         ent = entropy_bits_logp(logp).tolist()
         lv, ti = logp.topk(k, dim=-1)
         tv, ti = lv.exp().tolist(), ti.tolist()
+        rows = []
         for pos in range(len(ids)):
             row: dict[str, Any] = {"prompt_id": t.fact_id, "variant": t.variant, "layer": layer, "pos": pos,
                                    "token_id": ids[pos], "token": self.token(ids[pos]), "entropy_bits": ent[pos]}
             for j in range(k):
                 row[f"top{j + 1}_token"] = self.token(ti[pos][j])
                 row[f"top{j + 1}_prob"] = tv[pos][j]
-            t.records.append(row)
-        return logits[-1]
+            rows.append(row)
+        return rows
 
     def _next_metrics(self, t: PromptTrace, z: torch.Tensor, zr: torch.Tensor, h: torch.Tensor,
                       hn: torch.Tensor, gold: GoldAnswer, other: GoldAnswer | None) -> None:

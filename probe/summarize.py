@@ -402,4 +402,6 @@ def _tables(pr: Prober, cfg: ProbeConfig, traces: list[PromptTrace], mst: dict, 
     if cfg.records:
         tables.append(Table("records.csv", rec_cols, ("prompt_id", "variant", "layer", "pos"),
                             [r for t in traces for r in t.records]))
+        tables += [Table(f"records-{name}.csv", rec_cols, ("prompt_id", "variant", "layer", "pos"),
+                         [r for t in traces for r in t.lens_records[name]]) for name in cfg.lenses if name != "norm"]
     return tables

@@ -151,3 +151,19 @@ def test_run_with_a_tuned_lens_writes_its_table_and_report_section(tmp_path):
     text = (out_dir / "smollm2.md").read_text()
     assert "| [tuned](" in text and "Preferred lens by rule: [" in text
     assert not audit_report(out_dir / "smollm2.md").failed
+
+
+@pytest.mark.slow
+def test_every_lens_has_its_own_records(probe_run):
+    """records-raw.csv: the raw lens's top-1 at the last position of each layer is lens-raw.csv's top-1 there."""
+    with open(probe_run / "smollm2" / "records-raw.csv", newline="") as f:
+        records = [r for r in csv.DictReader(f) if r["prompt_id"] == "germany" and r["variant"] == "orig"]
+    with open(probe_run / "smollm2" / "lens-raw.csv", newline="") as f:
+        table = [r for r in csv.DictReader(f) if r["prompt_id"] == "germany" and r["variant"] == "orig"]
+    last_pos = max(int(r["pos"]) for r in records)
+    at_next = {int(r["layer"]): r for r in records if int(r["pos"]) == last_pos}
+    assert len(at_next) == len(table) == 31
+    for row in table:
+        assert at_next[int(row["layer"])]["top1_token"] == row["top1_token"]
+        assert float(at_next[int(row["layer"])]["entropy_bits"]) == pytest.approx(float(row["entropy_bits"]),
+                                                                                rel=1e-5, abs=1e-6)
