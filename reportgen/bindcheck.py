@@ -37,12 +37,13 @@ CUES = {
     "ablation": r"\bfillers?\b|\bablat\w*",
     "control": r"\bcontrol\b",
     "copy": r"\bcop(?:y|ies|ying|ied)\b",
-    "rank10": rf"\btop[- ]?ten\b|\brank\w*\s+(?:of\s+)?{_TOPK}ten\b|\bten or (?:better|fewer)",
-    "rank5": rf"\btop[- ]?five\b|\brank\w*\s+(?:of\s+)?{_TOPK}five\b|\bfive or (?:better|fewer)",
-    "semantic": r"\btop[- ]?one\b|\btop[- ](?:token|prediction|candidate|choice|spot|position|place)|\bsemantic\w*"
+    "rank10": rf"\btop[- ]?(?:ten|10)\b|\brank\w*\s+(?:of\s+)?{_TOPK}ten\b|\bten or (?:better|fewer)",
+    "rank5": rf"\btop[- ]?(?:five|5)\b|\brank\w*\s+(?:of\s+)?{_TOPK}five\b|\bfive or (?:better|fewer)",
+    "semantic": r"\btop[- ]?(?:one|1)\b|\btop[- ](?:token|prediction|candidate|choice|spot|position|place)"
+                r"|\bsemantic\w*"
                 r"|\branks? first\b|\brank (?:of )?one\b|(?<!copy )(?<!copy-)\bcollaps\w*|\bmost likely|\bwins?\b"
                 r"|\btakes? over"
-                r"|\bemerges?\b|\bon top\b|\btop\b(?![- ]?(?:ten|five))|\bargmax",
+                r"|\bemerges?\b|\bon top\b|\btop\b(?![- ]?(?:ten|five|10|5)\b)|\bargmax",
     "kl": r"\bkl\b|\bdivergence",
     "cos": r"\bcos\w*",
 }
@@ -75,15 +76,18 @@ class Placed:
     end: int
 
 
-def _clauses(masked: str) -> list[tuple[int, int]]:
+def clauses(masked: str) -> list[tuple[int, int]]:
+    """(start, end) of each clause of a masked sentence (cut as the module docstring says)."""
     cuts = [0, *(m.end() for m in _CLAUSE.finditer(masked)), len(masked)]
     return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
-def _families(text: str, placed: list[Placed]) -> list[tuple[int, str]]:
-    """(position, family) of every milestone cue in a window, threshold placeholders included."""
-    found = [(m.start(), family) for family, rx in _CUES.items() for m in rx.finditer(text)]
-    found += [(p.start, _family_of(p.slot)) for p in placed if p.slot and p.slot.measure in ("threshold", "kl")
+def _families(text: str, placed: list[Placed], offset: int) -> list[tuple[int, str]]:
+    """(position, family) of every milestone cue in a window starting at ``offset``, thresholds included."""
+    found = [(m.start(), family) for family, rx in _CUES.items() for m in rx.finditer(text)
+             # "top {rank_threshold_5}": the threshold names the milestone, the bare "top" is not top-1
+             if not (family == "semantic" and re.match(r"top[- ]?\s*#", text[m.start():]))]
+    found += [(p.start - offset, _family_of(p.slot)) for p in placed if p.slot and p.slot.measure in ("threshold", "kl")
               and p.slot.family]
     if _NOT_CONFIRM.search(text):
         found = [(pos, fam) for pos, fam in found if fam != "confirmed"]
@@ -109,9 +113,10 @@ def _milestone(p: Placed, masked: str, placed: list[Placed], clause: tuple[int, 
     assert slot is not None
     inside = [q for q in placed if clause[0] <= q.start < clause[1] and q is not p]
     lower = masked.lower()
-    claimed = (_claimed(_families(lower[left:p.start], [q for q in inside if left <= q.start < p.start]), True)
-               or _claimed(_families(lower[p.end:right], [q for q in inside if p.end <= q.start < right]), False)
-               or _claimed(_families(lower[clause[0]:clause[1]], inside), True))
+    claimed = (_claimed(_families(lower[left:p.start], [q for q in inside if left <= q.start < p.start], left), True)
+               or _claimed(_families(lower[p.end:right], [q for q in inside if p.end <= q.start < right], p.end),
+                           False)
+               or _claimed(_families(lower[clause[0]:clause[1]], inside, clause[0]), True))
     want = _family_of(slot)
     if want not in claimed:
         said = ", ".join(sorted(claimed)) or "no milestone"
@@ -182,12 +187,19 @@ _L_TO_V = re.compile(r"^\s*[,:]?\s*(?:(?!to\b|and\b|then\b)\w+\s+){0,5}?(?:is|wa
 
 def _pairs(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
     out = []
+    # "At {layer[6].layer} and {layer[7].layer} the entropy is {layer[6].entropy} and {layer[7].entropy}" pairs
+    # values with layers respectively, not with the layer just before them.
+    listed = any(a.slot and b.slot and a.slot.measure == b.slot.measure == "layer"
+                 and re.fullmatch(r"\s*(?:,|and|,\s*and)\s*", masked[a.end:b.start])
+                 for a, b in zip(placed, placed[1:], strict=False))
     for a, b in zip(placed, placed[1:], strict=False):
         if a.slot is None or b.slot is None:
             continue
         gap = masked[a.end:b.start]
         for value, layer, rx in ((a, b, _V_TO_L), (b, a, _L_TO_V)):
             if value.slot.row is None or value.slot.measure == "layer" or layer.slot.measure != "layer":
+                continue
+            if listed and rx is _L_TO_V:
                 continue
             if rx.match(gap) and layer.slot.fact.value != value.slot.row:
                 out.append(("row_mismatch", f"{{{value.name}}} is a value of layer {value.slot.row}, but sits with "
@@ -223,9 +235,12 @@ def _directions(masked: str, placed: list[Placed], clause: tuple[int, int], shee
 def placeholder_findings(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
     """Every phrase-binding finding of one sentence (see the module docstring)."""
     out: list[tuple[str, str]] = []
-    for clause in _clauses(masked):
+    for clause in clauses(masked):
         inside = [p for p in placed if clause[0] <= p.start < clause[1]]
-        anchors = [p for p in inside if not (p.slot and p.slot.measure == "threshold")]
+        # A threshold (rank, KL or cosine, with its milestone family) is part of its milestone's phrase, so it
+        # bounds no window: "drops below {kl_threshold_1} only at {first_kl_le_1}" reads the KL words on the left.
+        anchors = [p for p in inside if not (p.slot and (p.slot.measure == "threshold" or p.slot.family
+                                                          and p.slot.measure != "layer"))]
         for p in inside:
             if p.slot is None:
                 continue

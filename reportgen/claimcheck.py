@@ -32,6 +32,7 @@ _THRESHOLD_WORDS = re.compile(r"\b(five|ten)\b")
 _THRESHOLD_PHRASE = re.compile(r"\btop[- ]?(?:five|ten)\b|\brank\w*\s+(?:of\s+)?"
                                r"(?:at most\s+|below\s+|under\s+|within\s+)?(?:five|ten)\b"
                                r"|\b(?:five|ten) or (?:better|fewer|less)\b")
+_TOP_LABEL = re.compile(r"\btop[- ]?(?:1|5|10)\b(?![.,]\d)", re.IGNORECASE)
 _HALF = re.compile(r"\bhalf\b(?! a bit)")
 _QUOTE = re.compile(r"(?<![A-Za-z])'[^'\n]+'(?![A-Za-z])|\"[^\"\n]+\"|[\u201c\u2018][^\u201d\u2019\n]*[\u201d\u2019]")
 _FILE = re.compile(r"[\w.\-/<>]*\w>?\.(?:json|csv|md|markdown|toml|py|txt|html?|ya?ml|gguf|safetensors|bin|pt)\b"
@@ -67,8 +68,9 @@ _DOMAIN = re.compile(
     r"|checklist|raw|calibrat\w*|decod\w*|nan|inf|determinis\w*|punctuation|filler\w*|anchor\w*|soft-?cap\w*"
     r"|precision|dtype|confirm\w*|top|softmax|transformer|attention|mlp|block\w*|stream|suite|control|margin"
     r"|ablation|onset|trajector\w*|artifact\w*|tier|risk|verdict|capital|fact\w*|position)\b", re.IGNORECASE)
-# Capitalized words a token string may equal without the sentence claiming the token.
-_COMMON = frozenset("""the and but for not with this that these those there their then than when while where which
+# Capitalized words a token string may equal without the sentence claiming the token (`reportgen.conceptcheck`
+# skips them in lower case too).
+COMMON_WORDS = frozenset("""the and but for not with this that these those there their then than when while where which
 what who how its it his her our your they them one all any some each every both only also just very more most
 less least same such other another after before under over into onto from upon about above below between among
 through during without within along across around near far here now yes no none nor yet so if else because
@@ -84,7 +86,9 @@ def _add(out: list[tuple[str, str]], kind: str, detail: str) -> None:
 def number_findings(masked: str) -> list[tuple[str, str]]:
     """Digits and number words (the threshold phrases "top five", "top ten", "one bit", "half a bit" aside)."""
     out: list[tuple[str, str]] = []
-    digits = re.findall(r"[+\-\u2212]?\d[\d,.]*%?", masked)
+    # "top-1", "top-5", "top-10" name the sheet's rank thresholds (its own descriptions say "top-1"): labels, not
+    # typed values, and never a signed "-1".
+    digits = re.findall(r"[+\-\u2212]?\d[\d,.]*%?", _TOP_LABEL.sub(" ", masked))
     if digits:
         _add(out, "typed_number", f"typed {', '.join(digits)}: name the fact with its {{placeholder}} instead")
     lowered = masked.lower()
@@ -116,7 +120,7 @@ def token_words(tokens: list[str]) -> frozenset[str]:
     out = set()
     for token in tokens:
         for word in re.findall(r"[A-Za-z][A-Za-z'\-]+", token):
-            if len(word) >= 3 and word[0].isupper() and word.lower() not in _COMMON:
+            if len(word) >= 3 and word[0].isupper() and word.lower() not in COMMON_WORDS:
                 out.add(word)
     return frozenset(out)
 

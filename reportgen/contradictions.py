@@ -1,12 +1,14 @@
 """What a drafted sentence asserts about a checklist item, as a table a researcher can read and extend.
 
 Each rule id maps to two regexes (asserts the item holds, asserts it does not). Patterns run on the lower-cased
-sentence with placeholders, citations and code spans blanked. The denial is tested first, so "no copy reflex"
-never asserts the reflex and "the raw lens confirms no layer" never asserts confirmation; n.a. verdicts are never
-contradicted. All 21 checklist items have patterns; ``tuned_attribution`` is n.a. for every run this probe makes
-(it trains no tuned lens), so it can never be contradicted, and claims of a tuned lens are caught by
-`reportgen.claimcheck` (``invented_lens``) instead. The patterns err towards flagging: a flagged sentence is
-dropped, never published wrong. Paraphrases they do not list are missed.
+sentence with placeholders, citations and code spans blanked. The denial is tested first, so "no copy reflex" never
+asserts the reflex and "the raw lens confirms no layer" never asserts confirmation. An n.a. verdict means the item
+does not apply (no soft-cap, untied embeddings, no LayerNorm): denying it passes, asserting it holds ("the lens
+applies the soft-cap") contradicts it. An item is asserted by its name ("punctuation anchoring") or by its subject
+doing it ("punctuation takes the top slot"), and denied by either negated. All 21 checklist items have patterns;
+``tuned_attribution`` is n.a. for every run this probe makes (it trains no tuned lens), and claims of a tuned lens
+are caught by `reportgen.claimcheck` (``invented_lens``) instead. The patterns err towards flagging: a flagged
+sentence is dropped, never published wrong. Paraphrases they do not list are missed.
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ _DETERMINISM = r"determinism|deterministic(?: algorithms?| mode| kernels?)?"
 _GATE = r"(?:last|final)[- ]layer (?:gate|check|consistency check|kl check)"
 _NAN = r"(?:nans?|infs?|non-finite)"
 _NO_NAN = rf"\b(?:no|without|free of|zero)\s+(?:\w+\s+){{0,2}}?{_NAN}"
+_DUAL = (r"raw[- ]vs\.?[- ]norm|dual[- ]lens|both lenses"
+         r"|raw (?:lens )?(?:and|vs\.?|versus|with) (?:the )?norm(?: lens)?|raw lens\b[^.;]{0,40}\bnorm lens")
 _TIED = r"tied (?:input[- ]output )?embeddings?"
 _AT_END = r"\b[^.;:]{0,50}\b(?:last|final|unembed\w*)"
 # "no/not/without (up to three words) X", or "X (no clause break) absent/not observed/…".
 _NOT_BEFORE = r"\b(?:no|not|never|without|lacks?|lacking|absence of)\s+(?:[\w'-]+\s+){0,3}?"
 _NOT_AFTER = (r"(?:(?!\b(?:but|while|whereas|although|though|and)\b)[^.;:]){0,40}?\b(?:absent|missing|disabled"
-              r"|not (?:[\w'-]+ ){0,2}?(?:observed|detected|present|seen|found|visible|enabled|triggered"
-              r"|recorded|computed|measured|reported|audited|kept|applied)"
-              r"|never (?:occurs|appears|fires))")
+              r"|incomplete|partial|not (?:[\w'-]+ ){0,2}?(?:observed|detected|present|seen|found|visible|enabled"
+              r"|triggered|recorded|computed|measured|reported|audited|kept|applied|occur\w*|appear\w*|happen\w*"
+              r"|show\w*)|never (?:occurs|appears|fires|happens|shows))")
+# "X (a few words, no clause break) verb": a subject that asserts the item through what it does.
+_GAP = r"(?:(?!\b(?:but|while|whereas|although|though|rather|instead)\b)[^.;:]){0,60}?"
+_GAP_NEG = r"[^.;:]{0,40}?(?:\bnot|n't|\bnever)\b[^.;:]{0,25}?"
 
 
 def _presence(subject: str) -> tuple[str, str]:
@@ -39,15 +46,28 @@ def _presence(subject: str) -> tuple[str, str]:
     return subject, rf"{_NOT_BEFORE}(?:{subject})|(?:{subject}){_NOT_AFTER}"
 
 
+def _acting(compound: str, noun: str, verbs: str) -> tuple[str, str]:
+    """(holds, denied) for an item named as a compound ("punctuation anchoring") or as a noun doing something
+    ("punctuation takes the top slot"); denied by a negated name or a negated verb after the noun."""
+    holds, denied = _presence(rf"{compound}|{noun}")
+    return (rf"{compound}|\b(?:{noun}){_GAP}\b(?:{verbs})",
+            rf"{denied}|\b(?:{noun}){_GAP_NEG}\b(?:{verbs})")
+
+
+_TOP_VERBS = (r"anchor\w*|top (?:slot|token|position|spot|place)|(?:tak|occup|becom|hold|win|claim)\w* the top"
+              r"|wins?|tops?")
 CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it holds, asserts it does not)
-    "copy_reflex": _presence(_COPY),
-    "punctuation_anchoring": _presence(_PUNCT),
-    "filler_anchoring": _presence(_FILLER),
+    "copy_reflex": (rf"{_COPY}|\b(?:early|first|initial|earliest) layers?\b[^.;]{{0,30}}\bcop(?:y|ies|ied|ying)\b",
+                    _presence(_COPY)[1]),
+    "punctuation_anchoring": _acting(_PUNCT, r"punctuation(?: marks?| tokens?)?|commas?", _TOP_VERBS),
+    "filler_anchoring": _acting(_FILLER, r"(?:grammatical |function )?(?:fillers?|filler words?|function words?)",
+                                _TOP_VERBS),
     "determinism": (_DETERMINISM, _presence(_DETERMINISM)[1] + r"|\bnon-?determinis\w*"),
     "confirmed_semantics": (
         r"confirmed semantic|semantic\w*(?: [\w-]+){0,3} confirmed|raw[- ]lens (?:confirm\w*|agree\w*)",
         r"^(?=.*\b(?:semantic|raw[- ]lens))(?:.*\bunconfirmed\b|.*\bnot (?:been |yet )?confirmed"
         r"|.*\b(?:no|lacks?|without) (?:raw[- ]lens )?confirmation|.*\bfails? to confirm"
+        r"|.*raw[- ]lens (?:disagrees|does not agree|doesn't agree)"
         r"|.*raw[- ]lens (?:does|did) not (?:confirm|agree)|.*\bconfirm\w* (?:no|none|nothing)\b"
         r"|.*\bno (?:layer|onset|milestone) (?:is |was )?confirmed|.*\bnever confirm)"),
     "last_layer_gate": (
@@ -56,14 +76,17 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
         rf"(?:{_GATE})[^.;:]{{0,30}}\b(?:fail(?:s|ed)?|not pass\w*|not met)\b|\bfail(?:s|ed)? (?:the )?(?:{_GATE})"
         r"|norm lens (?:does|did) not (?:reproduce|match) the model"),
     "numeric_health": (
-        rf"numeric(?:al)? health (?:is |was )?(?:clean|ok|fine|good)|{_NO_NAN}",
-        rf"^(?!.*{_NO_NAN})(?:.*\b{_NAN}\b[^.;:]{{0,30}}\b(?:found|detected|present|appear\w*|occur\w*)"
+        rf"numeric(?:s|al)?(?: health)? (?:is |are |was |were )?(?:\w+ )?(?:clean|ok|fine|good|healthy)|{_NO_NAN}",
+        rf"^(?!.*{_NO_NAN})(?:.*\b{_NAN}\b[^.;:]{{0,30}}\b(?:found|detected|present|appear\w*|occur\w*"
+        r"|show(?:s|ed)? up|turn(?:s|ed)? up|arose|emerged|observed|seen)|.*\b(?:some|several|a few|many) (?:\w+ )?"
+        rf"{_NAN}\b"
         rf"|.*\b(?:contains?|has|had|shows?)\s+(?:\w+\s+){{0,2}}?{_NAN}"
         r"|.*numeric(?:al)? health (?:is |was )?(?:not clean|flagged|failed)|.*numeric(?:al)? (?:problem|issue))"),
     "entropy_rise_at_unembed": (
         rf"entropy (?:rises|rose|increases|increased|jumps|jumped|goes up|went up){_AT_END}"
         rf"|\b(?:rise|increase|jump) in entropy{_AT_END}|entropy rise at",
-        rf"entropy (?:falls|fell|drops|dropped|decreases|decreased|(?:does|did) not rise|stays flat){_AT_END}"
+        rf"entropy (?:falls|fell|drops|dropped|decreases|decreased|declines|shrinks|goes down|went down"
+        rf"|(?:does|did) not rise|stays flat){_AT_END}"
         r"|\bno (?:entropy rise|rise in entropy|increase in entropy)"),
     "tied_embedding_copy": (
         rf"(?:explained|caused|accounted for) by (?:the )?{_TIED}|{_TIED} (?:explain|account for|cause)",
@@ -73,7 +96,10 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
                  r"\b(?:final )?norm\w*[^.;]{0,30}\bis (?:a |an )?layer ?norm\b|\bnot (?:an? )?rms ?norm"),
     "layernorm_bias": (r"layer ?norm bias (?:is |was )?(?:kept|handled|applied)",
                        r"layer ?norm bias (?:is |was )?(?:dropped|ignored|removed|not (?:kept|handled|applied))"),
-    "softcap_applied": _presence(r"(?:final[- ]logit )?soft-?cap(?:ping)?"),
+    # Claimed only as applied (a bare mention may just say the config has none): an n.a. is contradicted by it.
+    "softcap_applied": (r"soft-?cap(?:ping)?\b[^.;]{0,30}\b(?:is |was )?(?:applied|used|active|honou?red)"
+                        r"|\b(?:appl\w*|uses?|honou?rs?) (?:the |a |its )?(?:final[- ]logit )?soft-?cap",
+                        _presence(r"(?:final[- ]logit )?soft-?cap(?:ping)?")[1]),
     "fp32_unembed": (
         r"(?:float32|fp32|full[- ]precision) (?:unembed\w*|lens head|head)|unembed\w*[^.;]{0,30}\b(?:float32|fp32|full "
         r"precision)",
@@ -84,9 +110,9 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
         r"(?:preferred|recommended) lens (?:is |was )?(?:not|ignored)|ignor\w* the (?:preferred|recommended) lens"
         r"|milestones (?:are |were )?(?:read|taken|computed) (?:from|with|under) the raw lens"),
     "dual_lens_metrics": (
-        r"(?:raw[- ]vs\.?[- ]norm|dual[- ]lens)[^.;]{0,40}\b(?:every|each|all) (?:decoded )?layers?",
-        r"(?:raw[- ]vs\.?[- ]norm|dual[- ]lens)[^.;]{0,40}\b"
-        r"(?:only (?:some|a few|sampled)|not (?:\w+ ){0,2}(?:every|each|all))"
+        rf"(?:{_DUAL})[^.;]{{0,50}}\b(?:every|each|all) (?:decoded )?layers?",
+        rf"(?:{_DUAL})[^.;]{{0,60}}\b(?:(?:only|just)\b[^.;]{{0,20}}\b(?:some|a few|few|a handful|handful|several"
+        r"|subset|sampled|selected|part)\b|not (?:\w+ ){0,2}(?:every|each|all))"
         r"|\bno (?:raw[- ]vs\.?[- ]norm|dual[- ]lens) (?:metrics|comparison)"),
     "tuned_attribution": (r"tuned[- ]lens attribution (?:is |was )?(?:done|measured|reported)",
                           r"\bno tuned[- ]lens attribution"),
@@ -97,8 +123,10 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
     "copy_mask": (r"copy mask (?:is |was )?(?:present|plausible|non-?empty)",
                   r"\b(?:no|empty|missing) copy mask"
                   r"|copy mask (?:is |was )?(?:empty|missing|absent|implausible|too large)"),
-    "layer_map": (r"layer map (?:is |was )?(?:present|complete)|every (?:decoded )?layer (?:is |was )?mapped",
-                  _presence(r"layer map")[1] + r"|layers? (?:are |is |were )?(?:not |un)mapped"),
+    "layer_map": (r"layer map (?:is |was )?(?:present|complete)"
+                  r"|(?:every|each|all) (?:decoded )?layers? (?:is |are |was |were )?mapped",
+                  _presence(r"layer map")[1] + r"|layers? (?:are |is |were )?(?:not |un)mapped|missing from the "
+                  r"layer map"),
 }
 _COMPILED = {rule: (re.compile(holds), re.compile(denied)) for rule, (holds, denied) in CONTRADICTION_PATTERNS.items()}
 
@@ -108,11 +136,17 @@ def contradictions(prose: str, checks: list[CheckResult]) -> list[str]:
     said = " ".join(prose.lower().replace("\u2019", "'").split())
     details = []
     for check in checks:
-        if check.rule.id not in _COMPILED or check.verdict is Verdict.NA:
-            continue  # n.a. verdicts are never contradicted
+        if check.rule.id not in _COMPILED:
+            continue
         holds, denied = _COMPILED[check.rule.id]
         denies = denied.search(said) is not None
-        if check.verdict is Verdict.PASS and denies:
+        if check.verdict is Verdict.NA:
+            # n.a. means the item does not apply (no soft-cap, no tied embeddings, no LayerNorm, no tuned lens):
+            # denying it is true, asserting it holds is not.
+            if not denies and holds.search(said):
+                details.append(f"says {check.rule.id} holds, but it does not apply to this run (n.a.: "
+                               f"{check.rule.title})")
+        elif check.verdict is Verdict.PASS and denies:
             details.append(f"says {check.rule.id} does not hold, but the checklist has ✓ ({check.rule.title})")
         elif check.verdict is Verdict.FAIL and not denies and holds.search(said):
             details.append(f"says {check.rule.id} holds, but the checklist has ✗ ({check.rule.title})")

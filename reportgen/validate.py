@@ -8,14 +8,21 @@ sentences). Each sentence is checked with its placeholders masked:
 - the placeholders themselves: unknown or malformed (`unknown_placeholder`, `malformed_placeholder`);
 - what the words around each placeholder say it is (`reportgen.bindcheck`: `wrong_milestone`, `unit_mismatch`,
   `row_claim`, `row_mismatch`, `null_value`, `direction`);
+- what the nouns around a placeholder say it is, rows joined to other rows' layers, token classes
+  (`reportgen.conceptcheck`: `unit_mismatch`, `row_mismatch`, `row_claim`, `typed_token`);
+- comparisons, trends, depth words and quantifiers evaluated with the values (`reportgen.comparecheck`:
+  `comparison`);
+- milestones said to be reached or never without a placeholder, the final head, and what a lens cannot show
+  (`reportgen.scopecheck`: `milestone_claim`, `overclaim`, `model_claim`);
 - what the words say on their own (`reportgen.claimcheck`: `typed_number`, `typed_token`, `raw_citation`,
   `model_claim`, `invented_lens`, `unit_mismatch`, `off_topic`), and `contradiction` with a ✓/✗ checklist
-  verdict (`reportgen.contradictions`, all 21 items);
+  verdict or an n.a. item asserted as applying (`reportgen.contradictions`, all 21 items);
 - `markup` (anything but prose and lists) and `empty`.
 
 `FINDING_KINDS` says how to fix each; the re-ask prompt quotes it. Known limits: the phrase checks are regexes
 over one sentence; they err towards flagging (the sentence is then dropped, never published wrong) and miss
-paraphrases they do not list. Emphasis that spans two sentences is cut with them when one is dropped.
+paraphrases they do not list. A claim whose operands cannot be told (no placeholder on one side, two measures)
+passes. Emphasis that spans two sentences is cut with them when one is dropped.
 """
 
 from __future__ import annotations
@@ -40,9 +47,12 @@ from reportgen.claimcheck import (
     token_findings,
 )
 from reportgen.claims import Chunk, blank, inline_chunk, sentence_spans
+from reportgen.comparecheck import comparison_findings
+from reportgen.conceptcheck import concept_findings
 from reportgen.contradictions import CONTRADICTION_PATTERNS, contradictions
 from reportgen.placeholders import PLACEHOLDER, Sheet, render_placeholders
 from reportgen.rules import CheckResult, Verdict
+from reportgen.scopecheck import scope_claim_findings
 
 __all__ = ["CONTRADICTION_PATTERNS", "FINDING_KINDS", "Finding", "SectionResult", "SentenceCheck",
            "drop_unsupported", "findings_for_reask", "round_record", "to_record", "validate_section"]
@@ -59,6 +69,11 @@ FINDING_KINDS: dict[str, str] = {
     "row_mismatch": "pair a row's value with that row's own {layer[N].layer}",
     "null_value": "say in words that a milestone was never reached; do not use its placeholder as a value",
     "direction": "use the direction word of the fact, and the _size placeholder for a magnitude",
+    "comparison": "compare, order or quantify only as the values show (before/after, above/below, every layer, "
+                  "early/late, few/most); leave out what they do not show",
+    "milestone_claim": "say a milestone is reached only when it has a value, and never reached only when it is null",
+    "overclaim": "state only what the lens measured in this run: no mechanism, no other models, no analysis "
+                 "that was not made",
     "contradiction": "agree with the checklist verdict",
     "model_claim": "state model, dtype and device only through their placeholders, as the sheet has them",
     "invented_lens": "describe only the norm lens and the raw lens this run used",
@@ -253,6 +268,8 @@ def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, sheet: 
              + number_findings(prose) + token_findings(prose, list(chunk.code_spans), sheet.words)
              + citation_findings(plain, prose) + model_findings(prose, values, lens_fp32)
              + scope_findings(prose, bool(placed))
+             + concept_findings(prose, placed, sheet) + comparison_findings(prose, placed, sheet)
+             + scope_claim_findings(prose, placed, sheet)
              + [("contradiction", d) for d in contradictions(prose, checks)])
     for kind, detail in dict.fromkeys(found):
         add(kind, detail)

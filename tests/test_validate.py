@@ -133,6 +133,36 @@ FINDINGS = [
     ("A copy reflex appears in the first layers.", []),
     ("Embedding-layer copying is not explained by tied embeddings.", []),
     ("", ["empty"]),
+    # the noun nearest a placeholder names its measure
+    ("The KL to the final head at {layer[1].layer} is {layer[1].entropy}.", ["unit_mismatch"]),
+    ("The answer becomes the top token at layer {n_layers}.", ["unit_mismatch"]),
+    ("The answer enters the top-5 at {first_rank_le_5}.", []),  # "top-5" is the threshold's label, not a typed -5
+    ("At {layer[1].layer} the answer's rank is {layer[2].answer_rank}.", ["row_mismatch"]),
+    ("Entropy falls from {layer[0].entropy} at {layer[0].layer} to {layer[2].entropy} at {layer[2].layer}.", []),
+    # comparisons, trends and depth words evaluated with the values (first_rank_le_5 = 1, L_semantic = 2)
+    ("The answer enters the top five at {first_rank_le_5}, before it becomes the top token at {L_semantic}.", []),
+    ("The answer enters the top five at {first_rank_le_5}, after it becomes the top token at {L_semantic}.",
+     ["comparison"]),
+    ("Entropy is higher at {layer[2].layer} than at {layer[0].layer}.", ["comparison"]),
+    ("Entropy is higher at {layer[0].layer} than at {layer[2].layer}.", []),
+    ("KL to the final head falls steadily from one layer to the next.", []),
+    ("The answer's rank worsens at every layer.", ["comparison"]),
+    ("The answer becomes the top token late, at {L_semantic}.", []),
+    ("The answer becomes the top token early in the network, at {L_semantic}.", ["comparison"]),
+    # milestones reached or never, the final head (final top token is not the answer here)
+    ("The raw lens never confirms the onset.", []),
+    ("The answer never enters the top five.", ["milestone_claim"]),
+    ("The answer is not yet on top before {L_semantic}.", []),
+    ("The final head does not rank the answer first.", []),
+    ("The final head ranks the answer first.", ["milestone_claim"]),
+    # what a lens cannot show, and claims about the model the facts contradict
+    ("By {L_semantic} the model has retrieved the capital from its memory.", ["overclaim"]),
+    ("A lens cannot tell whether the model retrieves the capital from memory.", []),
+    ("Attention heads move the answer into place just before {L_semantic}.", ["overclaim"]),
+    ("This probe does not look at attention heads or MLP blocks.", []),
+    ("This late onset holds for all transformer language models.", ["overclaim"]),
+    ("The model is a mixture-of-experts model with {n_layers} layers.", ["model_claim"]),
+    ("The weights were kept in reduced precision throughout the probe.", ["model_claim"]),
 ]
 
 
@@ -171,6 +201,16 @@ CONTRADICTIONS = [
     ("copy_mask", Verdict.PASS, "The copy mask is empty.", True),
     ("layer_map", Verdict.PASS, "The layer map is missing.", True),
     ("layer_map", Verdict.PASS, "The layer map is complete.", False),
+    # paraphrases: the item's subject doing it, or not
+    ("punctuation_anchoring", Verdict.PASS, "Punctuation never becomes the top token at any layer.", True),
+    ("punctuation_anchoring", Verdict.FAIL, "Punctuation marks take the top slot at some layers.", True),
+    ("filler_anchoring", Verdict.FAIL, "Grammatical fillers such as articles anchor the top slot early.", True),
+    ("filler_anchoring", Verdict.FAIL, "Grammatical fillers do not anchor the top slot in the first layers.", False),
+    ("numeric_health", Verdict.PASS, "Some NaN values showed up in the residual stream.", True),
+    ("dual_lens_metrics", Verdict.PASS, "Raw-vs-norm comparisons were only computed for a handful of layers.", True),
+    # n.a.: the item does not apply, so asserting it holds is wrong and denying it is right
+    ("softcap_applied", Verdict.NA, "The lens applies the soft-cap on the final logits.", True),
+    ("softcap_applied", Verdict.NA, "This model has no final-logit soft-cap.", False),
 ]
 
 
