@@ -95,9 +95,11 @@ def test_raw_lens_table_matches_an_independent_unembedding(probe_run):
     for layer in (0, 5, 15, 29):  # HF's last hidden state is already normed; the probe hooks the raw one
         z = model.lm_head(out.hidden_states[layer][0, -1]).double()
         dist = torch.distributions.Categorical(logits=z)
-        assert float(rows[layer]["entropy_bits"]) == pytest.approx(float(dist.entropy()) / math.log(2), rel=1e-4)
+        # fp32 lens vs float64 reference: 1e-4 relative, or 1e-5 bits near zero (layer 0 is almost one-hot)
+        assert float(rows[layer]["entropy_bits"]) == pytest.approx(float(dist.entropy()) / math.log(2), rel=1e-4,
+                                                                   abs=1e-5)
         kl = float(torch.distributions.kl_divergence(dist, final)) / math.log(2)
-        assert float(rows[layer]["kl_to_final_bits"]) == pytest.approx(kl, rel=1e-4)
+        assert float(rows[layer]["kl_to_final_bits"]) == pytest.approx(kl, rel=1e-4, abs=1e-5)
 
 
 @pytest.mark.slow
