@@ -556,3 +556,56 @@ def test_null_suite_median_is_published_as_n_a(run_copy, tmp_path):
     assert [o.error for o in build_reports(run_copy, out)] == [None, None]
     assert re.search(r"Median semantic layer across facts \[n/a\]\(", (out / "smollm2.md").read_text())
     assert not audit_report(out / "smollm2.md").failed
+
+
+# --- models that cannot be read, prompts that do not fit ------------------------------------------------------
+
+@pytest.mark.slow
+def test_truncated_weights_fail_alone_and_are_recorded(tmp_path):
+    from probe.batch import run_batch
+    from probe.models import resolve_model
+    from probe.run import ProbeConfig
+
+    bad_gguf = tmp_path / "cut.gguf"
+    bad_gguf.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 64)  # a header and nothing else
+    cut = tmp_path / "cut-safetensors"
+    shutil.copytree(resolve_model("smollm2").load_dir, cut)
+    weights = next(cut.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:4096])
+    out = tmp_path / "run"
+    res = run_batch([str(bad_gguf), str(cut)], out, load_prompt_set(), ProbeConfig(records=False), device="cpu",
+                    progress=False)
+    assert sorted(res.failures) == ["cut", "cut-safetensors"] and res.succeeded == []
+    status = json.loads((out / "run.json").read_text())["models"]
+    assert {name: s["status"] for name, s in status.items()} == {"cut": "failed", "cut-safetensors": "failed"}
+    assert all("Traceback" not in s["error"] and s["error"] for s in status.values())
+
+
+@pytest.mark.slow
+def test_prompt_longer_than_the_limit_is_refused_before_any_work(tmp_path):
+    from probe.models import load_model
+    from probe.run import MAX_PROMPT_TOKENS, ProbeConfig, Prober
+
+    pr = Prober(load_model("smollm2", device="cpu"), ProbeConfig(records=False))
+    with pytest.raises(ProbeError, match=rf"is \d+ tokens; the probe takes at most {MAX_PROMPT_TOKENS}"):
+        pr.encode("word " * 20_000)
+
+
+@pytest.mark.slow
+def test_prompt_over_the_token_budget_falls_back(probe_run, tmp_path, monkeypatch):
+    import reportgen.narrate as narrate
+    from reportgen.llm import LLMConfig
+
+    run = tmp_path / "run"
+    shutil.copytree(probe_run / "smollm2", run / "smollm2")
+    monkeypatch.setattr(narrate, "TOKEN_BUDGET", 50)
+    stub = StubServer(_good)
+    try:
+        out = tmp_path / "reports"
+        narrator = narrate.Narrator(LLMConfig(provider="openai", model="stub", base_url=stub.url), out)
+        (outcome,) = build_reports(run, out, narrator=narrator)
+    finally:
+        stub.close()
+    assert outcome.error is None and outcome.narrative_source == "deterministic" and stub.requests == []
+    assert "the prompt was over the token budget" in (out / "smollm2.md").read_text()
+    assert not audit_report(out / "smollm2.md").failed
