@@ -93,7 +93,8 @@ def test_raw_lens_table_matches_an_independent_unembedding(probe_run):
         rows = [r for r in csv.DictReader(f) if r["prompt_id"] == "germany" and r["variant"] == "orig"]
     assert len(rows) == model.config.num_hidden_layers + 1
     for layer in (0, 5, 15, 29):  # HF's last hidden state is already normed; the probe hooks the raw one
-        z = model.lm_head(out.hidden_states[layer][0, -1]).double()
+        with torch.no_grad():
+            z = model.lm_head(out.hidden_states[layer][0, -1]).double()
         dist = torch.distributions.Categorical(logits=z)
         # fp32 lens vs float64 reference: 1e-4 relative, or 1e-5 bits near zero (layer 0 is almost one-hot)
         assert float(rows[layer]["entropy_bits"]) == pytest.approx(float(dist.entropy()) / math.log(2), rel=1e-4,
