@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.lenses import Lens, Unembed
+from probe.lenses import FinalSpaceLens, Lens, Unembed
 from probe.surgery import ModelParts, NormInfo, fp32_copy
 
 LAYER_INDEX = "probe"  # marks files whose keys are probe layers, not reference block indices
@@ -124,14 +124,14 @@ def load_jacobians(path: Path, parts: ModelParts) -> Jacobians:
     return Jacobians(mats, int(doc.get("n_prompts", 0)), d, meta)
 
 
-class JacobianLens(Lens):
+class JacobianLens(FinalSpaceLens):
     """lens_l(h) = unembed(final_norm(J_l h)) in float32; the identity at the last layer."""
 
     name = "jacobian"
 
     def __init__(self, jac: Jacobians, final_norm: nn.Module, final_norm_info: NormInfo, unembed: Unembed,
                  n_layers: int, device: torch.device):
-        self.jac, self.final_norm, self.info, self.unembed = jac, final_norm, final_norm_info, unembed
+        self.jac, self.final_norm, self.final_info, self.unembed = jac, final_norm, final_norm_info, unembed
         self.n_layers = n_layers
         self.J = {k: v.to(device=device, dtype=torch.float32) for k, v in jac.J.items()}
 
@@ -154,7 +154,7 @@ class JacobianLens(Lens):
         """Whether this layer can be decoded (fitted, or the last layer)."""
         return layer == self.n_layers or layer in self.J
 
-    def transport(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+    def to_final(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         """H [..., d_model] -> J_l h [..., d_model], float32.
 
         Raises:
@@ -167,13 +167,7 @@ class JacobianLens(Lens):
                              f"layers {self.jac.source_layers} (and {self.n_layers}, the identity)")
         return h.float() @ self.J[layer].T
 
-    def decode(self, h: torch.Tensor, layer: int) -> torch.Tensor:
-        """H [..., d_model] -> logits [..., vocab]: unembed(final_norm(h @ J_l^T)), float32."""
-        return self.unembed(self.final_norm(self.transport(h, layer)))
 
-    def normalizer(self, layer: int) -> NormInfo | None:
-        """The final norm, at every layer."""
-        return self.info
 
 
 def _first(x: Any) -> torch.Tensor:

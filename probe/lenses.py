@@ -115,6 +115,28 @@ class RawLens(Lens):
         return None
 
 
+class FinalSpaceLens(Lens):
+    """A fitted lens that maps a layer's residual into the final residual space, then applies the model's own
+    final norm and head (tuned lens, Prism, Jacobian lens). Subclasses set ``final_norm`` (a frozen fp32 copy),
+    ``final_info`` and ``unembed``, and implement `to_final`."""
+
+    final_norm: nn.Module
+    final_info: NormInfo
+    unembed: Unembed
+
+    @abstractmethod
+    def to_final(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """H [..., d_model] at `layer` -> the final residual space [..., d_model], float32."""
+
+    def decode(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """H [..., d_model] -> logits [..., vocab] float32: map, final norm, unembed."""
+        return self.unembed(self.final_norm(self.to_final(h, layer)))
+
+    def normalizer(self, layer: int) -> NormInfo | None:
+        """The final norm, at every layer."""
+        return self.final_info
+
+
 # Built-in lenses register here the same way the fitted ones do (tuned, Prism, Jacobian: their modules export
 # LENS_FACTORIES, merged by `registry()` on first use so importing this module stays light).
 LENSES: dict[str, Callable[..., Lens]] = {"norm": NormLens.from_parts, "raw": RawLens.from_parts}

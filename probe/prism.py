@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.lenses import Lens, Unembed
+from probe.lenses import FinalSpaceLens, Lens, Unembed
 from probe.surgery import ModelParts, NormInfo, fp32_copy
 from probe.tuned import check_hash, unembed_hash
 
@@ -51,7 +51,7 @@ def standardize_stats(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.
     return mean.float(), std.float()
 
 
-class PrismLens(Lens):
+class PrismLens(FinalSpaceLens):
     """Diagonal whitening + orthogonal map per layer, then the final norm and head in float32.
 
     Attributes:
@@ -76,7 +76,7 @@ class PrismLens(Lens):
         """The fitted tensors by name (TENSORS)."""
         return {k: getattr(self, k) for k in TENSORS}
 
-    def transform(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+    def to_final(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         """Map h [..., d_model] at `layer` into the final residual space, float32 (identity at layer n)."""
         if not 0 <= layer <= self.n_layers:
             raise ValueError(f"layer {layer} outside 0..{self.n_layers}")
@@ -86,13 +86,7 @@ class PrismLens(Lens):
         z = (h - self.mean[layer]) / self.std[layer]
         return (z @ self.rotation[layer]) * self.final_std + self.final_mean
 
-    def decode(self, h: torch.Tensor, layer: int) -> torch.Tensor:
-        """H [..., d_model] -> logits [..., vocab] float32."""
-        return self.unembed(self.final_norm(self.transform(h, layer)))
 
-    def normalizer(self, layer: int) -> NormInfo | None:
-        """The final norm, at every layer."""
-        return self.final_info
 
     def save(self, out: Path) -> Path:
         """Write ``prism.pt`` and ``prism.json`` into `out` (created); returns `out`."""

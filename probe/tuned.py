@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from probe.errors import ProbeError
-from probe.lenses import Lens, Unembed
+from probe.lenses import FinalSpaceLens, Lens, Unembed
 from probe.surgery import ModelParts, NormInfo, fp32_copy
 
 HASH_TAG = b"lensreport-unembed-v1"
@@ -83,7 +83,7 @@ def check_hash(parts: ModelParts, stored: str | None, path: Path) -> None:
                      "for another model's unembedding or final norm: refit it for this model")
 
 
-class TunedLens(Lens):
+class TunedLens(FinalSpaceLens):
     """Affine translators for layers 0 .. n-1, identity at layer n; final norm + head in float32.
 
     Attributes:
@@ -121,7 +121,7 @@ class TunedLens(Lens):
                "base_model_revision": revision, "unembed_hash": unembed_hash(parts), "lens_type": "linear_tuned_lens"}
         return cls(w, b, fp32_copy(parts.final_norm, device), parts.final_norm_info, unembed, cfg)
 
-    def translate(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+    def to_final(self, h: torch.Tensor, layer: int) -> torch.Tensor:
         """T_l(h) = h + h @ W_l.T + b_l; h [..., d_model] -> [..., d_model] float32 (identity at layer n)."""
         if not 0 <= layer <= self.n_layers:
             raise ValueError(f"layer {layer} outside 0..{self.n_layers}")
@@ -130,13 +130,7 @@ class TunedLens(Lens):
             return h
         return h + nn.functional.linear(h, self.weight[layer], self.bias[layer])
 
-    def decode(self, h: torch.Tensor, layer: int) -> torch.Tensor:
-        """H [..., d_model] -> logits [..., vocab] float32: translate, final norm, unembed."""
-        return self.unembed(self.final_norm(self.translate(h, layer)))
 
-    def normalizer(self, layer: int) -> NormInfo | None:
-        """The final norm, at every layer."""
-        return self.final_info
 
     def save(self, out: Path) -> Path:
         """Write ``config.json`` and ``params.pt`` into `out` (created); returns `out`."""

@@ -31,7 +31,7 @@ from markdown_it.token import Token
 from reportgen.bound import check_text, forbidden_reason, is_binding, show
 from reportgen.csvtable import cell_key
 from reportgen.facts import infer_unit
-from reportgen.jsonmap import format_path, parse_json_map
+from reportgen.jsonmap import format_path, parse_json_map, quote_name
 from reportgen.numbers import extract_numbers
 
 __all__ = ["LinkVerdict", "audit_links", "iter_bindings"]
@@ -208,12 +208,8 @@ def _csv_cells(line: str) -> list[str]:
         return []
 
 
-def _name_text(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name) else json.dumps(name, ensure_ascii=False)
-
-
 def _row_key(names: list[str], cells: list[str]) -> str:
-    return "[" + ",".join(f"{_name_text(n)}={cell_key(c)}" for n, c in zip(names, cells)) + "]"
+    return "[" + ",".join(f"{quote_name(n)}={cell_key(c)}" for n, c in zip(names, cells)) + "]"
 
 
 _DECODER = json.JSONDecoder()
