@@ -1,3 +1,3 @@
 """Layer-by-layer lens probes of causal language models, written as line-addressed artifacts."""
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"

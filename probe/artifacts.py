@@ -33,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = "1.1"  # 1.1: lenses block, config.lenses, lens-<name>.csv tables
+SCHEMA_VERSION = "1.2"  # 1.1: lenses block, config.lenses, lens-<name>.csv tables; 1.2: lens summary
+# mean_kl_final_to_lens_bits (KL(final ‖ lens), as the preferred-lens rule says; 1.1 averaged KL(lens ‖ final))
 SIG_DIGITS = 7
 
 

@@ -95,9 +95,9 @@ def lens_summary(per_prompt: list[dict[str, list[Any]]], final_top1: list[int]) 
         per_prompt: The lens's columns for each prompt.
         final_top1: The final head's top-1 id for each prompt, in the same order.
     """
-    kls = [kl for cols in per_prompt for kl in cols["kl_to_final_bits"][:-1]]
+    kls = [kl for cols in per_prompt for kl in cols["kl_final_to_layer_bits"][:-1]]
     agree = [top == ref for cols, ref in zip(per_prompt, final_top1) for top in cols["top1_id"][:-1]]
-    return {"mean_kl_to_final_bits": sum(kls) / len(kls) if kls else None,
+    return {"mean_kl_final_to_lens_bits": sum(kls) / len(kls) if kls else None,
             "top1_agreement": sum(agree) / len(agree) if agree else None, "n_layer_prompts": len(kls)}
 
 
@@ -105,9 +105,9 @@ def preferred_lens(summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Apply the module's rule to per-lens summaries (insertion order = the run's lens order)."""
     norm = summaries.get("norm", {}).get("top1_agreement")
     floor = None if norm is None else norm - AGREEMENT_SLACK
-    eligible = [name for name, s in summaries.items() if s["mean_kl_to_final_bits"] is not None
+    eligible = [name for name, s in summaries.items() if s["mean_kl_final_to_lens_bits"] is not None
                 and (floor is None or (s["top1_agreement"] or 0.0) >= floor)]
-    best = min(eligible, key=lambda name: summaries[name]["mean_kl_to_final_bits"]) if eligible else "norm"
+    best = min(eligible, key=lambda name: summaries[name]["mean_kl_final_to_lens_bits"]) if eligible else "norm"
     return {"lens": best, "eligible": eligible, "agreement_floor": floor,
             "rule": "lowest mean KL(final || lens) over non-final layers of the probe prompts, among lenses whose "
                     "top-1 agreement with the final head is at least the norm lens's minus 0.05"}

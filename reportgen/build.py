@@ -158,7 +158,8 @@ def write_derived(facts: FactSet, out: Path, alias: str, prefix: str = "") -> di
     return bindings
 
 
-_OURS = re.compile(r"^.+-[0-9a-f]{12}(?:\.json|\.png)?$")  # <alias>-<content id>[.json|.png]: what builds write
+# <alias>-<content id>[.json|.png], and plots <alias>-<content id>-<kind>.png: what builds write
+_OURS = re.compile(r"^.+-[0-9a-f]{12}(?:\.json|(?:-(?:heatmap|lenses|depth))?\.png)?$")
 _TEMP = re.compile(r"^\..+\.(?:tmp-\w+|md\.\w+|json\.\w+|png\.\w+)$")  # leftovers of interrupted writes
 
 
@@ -172,6 +173,8 @@ def _referenced(out: Path) -> set[str]:
             continue
         if isinstance(rec, dict):
             refs.update(str(v) for k, v in rec.items() if k in ("artifacts_dir", "derived_file", "plot_file") and v)
+            if isinstance(rec.get("plot_files"), list):
+                refs.update(str(v) for v in rec["plot_files"])
             if isinstance(rec.get("models"), dict):
                 refs.update(str(v) for v in rec["models"].values())
     for md in out.glob("*.md"):
@@ -252,12 +255,13 @@ def milestone_rows(facts: FactSet) -> list[dict[str, Any]]:
 
 
 def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None = None,
-                       narrator: Any = None, name: str | None = None) -> BuildOutcome:
+                       narrator: Any = None, name: str | None = None, html: bool = False) -> BuildOutcome:
     """Snapshot, extract, check, render and record one model's report under `out`.
 
     Args:
         narrator: optional callable(data, facts, checks, prefix, deterministic) -> (sections, source, llm_info);
             None keeps the deterministic narrative.
+        html: record that this report wants an HTML page (`reportgen.html.sync_html` writes it after the build).
     """
     alias = name or model_dir.name
     sid = snapshot_id(model_dir)
@@ -282,11 +286,13 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         note = f"deterministic ({llm_info['fallback']}; see {escape_md(alias)}.validation.json)"
     else:
         note = "deterministic (no LLM configured)"
-    from reportgen.plots import write_plot
+    from reportgen.plots import write_model_plots
 
-    plot = write_plot(data, out, f"{alias}-{sid}")
+    plots = write_model_plots(data, facts, out, f"{alias}-{sid}")
+    plot = plots["layers"]
     text = render("report.md.j2", prefix, derived, d=data, narrative=sections, narrative_note=note,
-                  snapshot_prefix=prefix, milestones=milestone_rows(facts), plot=plot)
+                  snapshot_prefix=prefix, milestones=milestone_rows(facts), plot=plot,
+                  plots=plots)
     report = out / f"{alias}.md"
     # The report file is the commit point: it names its snapshot and derived file, both already complete.
     atomic_write(report, text)
@@ -297,16 +303,17 @@ def build_model_report(model_dir: Path, out: Path, rule_files: list[Path] | None
         "source_run_dir": os.path.relpath(model_dir.resolve(), out.resolve()), "snapshot_id": sid,
         "artifacts_dir": f"{ARTIFACTS}/{alias}-{sid}", "artifacts_sha256": artifact_hashes(snap),
         "derived_file": next(iter(derived.values())).path if derived else None, "plot_file": plot,
+        "plot_files": sorted(plots.values()),
         "narrative_source": source, "llm": {k: v for k, v in llm_info.items() if k != "usage"},
         "llm_settings": narrator.settings() if narrator is not None and hasattr(narrator, "settings") else None,
-        "report_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "report_sha256": hashlib.sha256(text.encode()).hexdigest(), "html": html,
     }
     atomic_write(out / f"{alias}.build.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     return BuildOutcome(alias, report, None, source, llm_info)
 
 
 def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None, narrator: Any = None,
-                  jobs: int = 1, progress: bool = False) -> list[BuildOutcome]:
+                  jobs: int = 1, progress: bool = False, html: bool = False) -> list[BuildOutcome]:
     """Build one report per model (concurrently with jobs > 1); a failure on one model is recorded and the
     others still build."""
     from concurrent.futures import ThreadPoolExecutor
@@ -317,7 +324,7 @@ def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None
 
     def one(md: Path) -> BuildOutcome:
         try:
-            return build_model_report(md, out, rule_files, narrator)
+            return build_model_report(md, out, rule_files, narrator, html=html)
         except ReportError as e:
             return BuildOutcome(md.name, None, str(e))
         except Exception as e:  # noqa: BLE001 - one model's bug must not stop the others' reports
@@ -333,5 +340,11 @@ def build_reports(run_dir: Path, out: Path, rule_files: list[Path] | None = None
                 build_cross_report(out)
             except ReportError as e:
                 outcomes.append(BuildOutcome("cross-models", None, str(e)))
+        from reportgen.html import sync_html
+
+        try:
+            sync_html(out)  # HTML pages per build record, after the markdown they render
+        except ReportError as e:
+            outcomes.append(BuildOutcome("html", None, str(e)))
         collect_garbage(out)
     return outcomes

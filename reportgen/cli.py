@@ -34,7 +34,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     narrator, closer = make_narrator(args)
     try:
         outcomes = build_reports(Path(args.run_dir), Path(args.out), args.rules, narrator, jobs=args.jobs,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, html=args.html)
     finally:
         closer()
     failed = 0
@@ -55,6 +55,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                      f"counted; usage {tokens.get('prompt_tokens', 0)} tokens sent, "
                      f"{tokens.get('completion_tokens', 0)} received)" if o.llm else "")
             print(f"reportgen: {o.model}: {o.report} [{o.narrative_source}]{extra}")
+    if args.html and not failed:
+        pages = sorted(Path(args.out).glob("*.html"))
+        print(f"reportgen: HTML: {', '.join(str(p) for p in pages)}")
     return 1 if failed else 0
 
 
@@ -94,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", help="write one cited report per model", description=cmd_build.__doc__)
     b.add_argument("run_dir")
     b.add_argument("--out", required=True, help="reports directory, e.g. reports/<name>")
+    b.add_argument("--html", action="store_true",
+                   help="also write <model>.html (and cross-models.html): static pages readable offline, each value "
+                        "a link to its artifact line highlighted in view/; refresh keeps them in sync")
     _llm_flags(b)
     b.set_defaults(func=cmd_build)
     f = sub.add_parser("facts", help="list facts with file:line", description=cmd_facts.__doc__)

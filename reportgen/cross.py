@@ -1,4 +1,5 @@
-"""The cross-model report: normalized-depth milestones, copy reflex, artifact risk, gate and ablation per model."""
+"""The cross-model report: normalized-depth milestones (a table and a chart), copy reflex, artifact risk, gate and
+ablation per model."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import reportgen
 from reportgen.errors import ReportError
 from reportgen.facts import Fact, extract_facts
+from reportgen.plotdata import DepthSeries, depth_series
 from reportgen.render import render, templates_hash
 from reportgen.structure import J
 
@@ -40,6 +42,7 @@ class ModelRow:
     alias: str
     snapshot: str  # e.g. artifacts/smollm2-8a90d2d961b4
     F: dict[str, Fact]
+    depth: DepthSeries | None = None  # answer rank and milestones by normalized depth, for the chart
 
 
 def _row(out: Path, alias: str, snapshot: str) -> ModelRow:
@@ -56,7 +59,7 @@ def _row(out: Path, alias: str, snapshot: str) -> ModelRow:
         k = J("ablation", str(primary), key)
         if k in facts:
             F[key] = fact(k)
-    return ModelRow(alias, snapshot, F)
+    return ModelRow(alias, snapshot, F, depth_series(facts, alias))
 
 
 def build_cross_report(out: Path) -> Path | None:
@@ -76,11 +79,14 @@ def build_cross_report(out: Path) -> Path | None:
     if len(rows) < 2:
         return None
     from reportgen.build import atomic_write
+    from reportgen.plots import write_cross_plot
 
-    text = render("cross_models.md.j2", "", rows=rows)
+    models = {r.alias: r.snapshot for r in rows}
+    plot = write_cross_plot([r.depth for r in rows if r.depth is not None], models, out)
+    text = render("cross_models.md.j2", "", rows=rows, plot=plot)
     atomic_write(out / f"{CROSS}.md", text)
     record = {"generator_version": reportgen.__version__, "templates_sha256": templates_hash(),
-              "models": {r.alias: r.snapshot for r in rows},
+              "models": models, "plot_file": plot,
               "report_sha256": hashlib.sha256(text.encode()).hexdigest()}
     atomic_write(out / f"{CROSS}.build.json", json.dumps(record, indent=2, sort_keys=True) + "\n")
     return out / f"{CROSS}.md"

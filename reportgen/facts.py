@@ -136,6 +136,10 @@ class FactSet:
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and (key in self._facts or key in self._blocks or self._cell(key) is not None)
 
+    def has_table(self, name: str) -> bool:
+        """Whether the run has the CSV artifact ``name`` (e.g. ``records.csv``, absent after ``--no-records``)."""
+        return any(t.name == name for t in self._tables)
+
     def _table(self, key: str) -> CsvTable | None:
         return next((t for t in self._tables if key.startswith(t.name + "[")), None)
 

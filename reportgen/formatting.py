@@ -20,10 +20,14 @@ def fmt_sig(x: float, sig: int = 4) -> str:
     if math.isnan(x) or math.isinf(x):
         return str(x)
     ax = abs(x)
+    # Round the shortest decimal text of the value (what the artifact holds and the audit rounds), half-even:
+    # binary rounding would print 2.063e-07 for an artifact's 2.0635e-07, which no decimal rule gives.
+    d = Decimal(repr(float(x)))
     if ax < 1e-3 or ax >= 1e6:
-        return f"{x:.{sig - 1}e}"
+        mantissa, exponent = f"{d:.{sig - 1}e}".split("e")
+        return f"{mantissa}e{int(exponent):+03d}"
     digits = max(0, sig - 1 - math.floor(math.log10(ax)))
-    text = f"{x:.{digits}f}"
+    text = f"{d:.{digits}f}"
     return "0" if float(text) == 0 else text
 
 

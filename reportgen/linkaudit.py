@@ -148,6 +148,7 @@ class _Files:
         self._by_key: dict[str, dict[str, int]] = {}
         self._csv_rows: dict[str, dict[str, int]] = {}
         self._listed: dict[str, set[str] | None] = {}
+        self._key_columns: dict[str, list[str]] = {}  # path -> the manifest's key columns of that CSV
 
     def unlisted(self, path: str) -> str | None:
         """Why a file beside a run manifest is no artifact of that run (the manifest does not list it), or None."""
@@ -156,12 +157,18 @@ class _Files:
             try:
                 manifest = json.loads((self.resolver.root / folder / "manifest.json").read_text(encoding="utf-8"))
                 self._listed[folder] = {a["path"] for a in manifest["artifacts"]} | {"manifest.json"}
+                self._key_columns.update({f"{folder}/{a['path']}": list(a["key_columns"])
+                                          for a in manifest["artifacts"] if isinstance(a.get("key_columns"), list)})
             except (OSError, ValueError, KeyError, TypeError):
                 self._listed[folder] = None  # no manifest here: not a run snapshot, nothing to check
         listed = self._listed[folder]
         if listed is None or name in listed:
             return None
         return f"{path} is not listed in {folder}/manifest.json, so it is no artifact of the run"
+
+    def key_columns(self, path: str) -> list[str] | None:
+        """The key columns the run manifest gives a CSV artifact (after `unlisted` read it), or None."""
+        return self._key_columns.get(path)
 
     def source(self, path: str, first: int, last: int) -> Any:
         from reportgen.citations import Citation, CitationKind
@@ -357,6 +364,11 @@ def _judge_csv(item: _Link, base: LinkVerdict, source: Any, files: _Files, line:
         pairs, column = parsed
         if column not in header or any(name not in header for name, _ in pairs):
             return _with(base, verdict="mismatch", reason=f"{source.name} has no column {column!r}")
+        keys = files.key_columns(base.file or "")
+        if keys is not None and [name for name, _ in pairs] != keys:
+            # A partial key names several rows (records.csv adds pos): the binding would hold on any of them.
+            return _with(base, verdict="mismatch", reason=f"the title names the key columns "
+                         f"{[name for name, _ in pairs]}, but {source.name} rows are keyed by {keys}")
         if any(cells[header.index(name)] != cell for name, cell in pairs):
             at = files.csv_row_line(source, _row_key([n for n, _ in pairs], [c for _, c in pairs]))
             return _with(base, verdict="mismatch", reason=f"line {line} is not the row {item.title.split(']')[0]}]",

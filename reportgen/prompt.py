@@ -17,8 +17,9 @@ from typing import Any
 
 from reportgen.bound import Binding
 from reportgen.claimcheck import token_words
-from reportgen.placeholders import Sheet, build_slots, run_tokens, sheet_line
-from reportgen.render import render
+from reportgen.facts import Fact
+from reportgen.placeholders import Sheet, Slot, build_slots, run_tokens, sheet_line
+from reportgen.render import FORMATS, fill_finding, render
 from reportgen.rules import CheckResult
 from reportgen.structure import ReportData
 
@@ -81,9 +82,34 @@ def build_prompt(data: ReportData, checks: list[CheckResult], prefix: str, deriv
     user = render("prompt_user.md.j2", prefix, dict(derived), alias_json=json.dumps(data.alias, ensure_ascii=True),
                   sections=[{"name": s, "ask": SECTION_ASKS[s]} for s in sections], guidance=guidance,
                   checks=[{"id": c.rule.id, "verdict": c.verdict.value, "title": c.rule.title} for c in checks],
-                  sheet=[sheet_line(slot) for slot in slots.values()], findings=defuse_markup(findings))
+                  sheet=[sheet_line(slot) for slot in slots.values()], findings=defuse_markup(findings),
+                  interpretation=interpretation_lines(data, slots, compact))
     messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
     return Prompt(messages, sheet, count_tokens(system) + count_tokens(user))
+
+
+def interpretation_lines(data: ReportData, slots: Mapping[str, Slot], compact: bool = False) -> list[str]:
+    """The report's interpretation findings as fact-sheet-style data lines ``[rule id, status, sentence]``.
+
+    A value the sheet has a placeholder for is written ``{placeholder}``, so the draft can state it; any other value
+    is written as the report prints it, context the draft may describe but not type. Lines are JSON with
+    ensure_ascii and escaped angle brackets, like `reportgen.placeholders.sheet_line`: token strings are data.
+    Compact prompts keep only the findings that hold.
+    """
+    by_key: dict[str, str] = {}
+    for name, slot in slots.items():
+        by_key.setdefault(slot.fact.key, name)
+
+    def show(fact: Fact, fmt: str) -> str:
+        return "{" + by_key[fact.key] + "}" if fact.key in by_key else FORMATS[fmt](fact)
+
+    lines = []
+    for finding in data.findings:
+        if compact and finding.status.value != "fires":
+            continue
+        line = json.dumps([finding.rule.id, finding.status.label, fill_finding(finding, show)], ensure_ascii=True)
+        lines.append(line.replace("<", "\\u003c").replace(">", "\\u003e"))
+    return lines
 
 
 _HEADING = re.compile(r"^\s*(?:#+\s*|\*\*|\[)?\s*([A-Za-z ]+?)\s*(?:\*\*|\])?\s*:?\s*(?:\*\*)?\s*$")

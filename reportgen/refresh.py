@@ -22,6 +22,7 @@ import reportgen
 from reportgen.build import build_model_report, collect_garbage, reports_lock, snapshot_id
 from reportgen.cross import CROSS, build_cross_report
 from reportgen.errors import ReportError
+from reportgen.html import sync_html
 from reportgen.llm import OPENAI_DEFAULT_BASE_URL
 from reportgen.render import templates_hash
 from reportgen.rules import rules_hash
@@ -38,6 +39,7 @@ class Decision:
     rule_files: list[Path] = field(default_factory=list)
     llm_settings: dict[str, Any] | None = None
     error: str | None = None  # the build record itself is broken: nothing can be rebuilt from it
+    html: bool = False  # built with --html: the rebuild keeps it
 
 
 def _sha(path: Path) -> str | None:
@@ -90,7 +92,7 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     name = record_path.name[: -len(".build.json")]
     rec = _read_record(record_path)
     rule_files = [Path(p) for p in rec.get("rule_files", [])]
-    d = Decision(name, False, rule_files=rule_files, llm_settings=rec.get("llm_settings"))
+    d = Decision(name, False, rule_files=rule_files, llm_settings=rec.get("llm_settings"), html=rec.get("html") is True)
     # Recorded relative to the reports directory (absolute in older records), so a moved checkout still works.
     src = out / rec.get("source_run_dir", "")
     if not (src / "manifest.json").is_file():
@@ -99,6 +101,10 @@ def decide(out: Path, record_path: Path, tpl_hash: str) -> Decision:
     d.source = src
     if not (out / rec.get("artifacts_dir", "")).is_dir():
         d.reasons.append(f"snapshot {rec.get('artifacts_dir')} missing")
+    plots = rec.get("plot_files") if isinstance(rec.get("plot_files"), list) else []
+    missing = [p for p in plots if isinstance(p, str) and not (out / p).is_file()]
+    if missing:
+        d.reasons.append(f"plot {', '.join(missing)} missing")
     if (src / "manifest.json").is_file() and snapshot_id(src) != rec.get("snapshot_id"):
         d.reasons.append("artifacts changed: " + (", ".join(_changed_files(rec, src)) or "snapshot id differs"))
     if rec.get("templates_sha256") != tpl_hash:
@@ -147,6 +153,8 @@ def decide_cross(out: Path, rebuilt: bool, tpl_hash: str, n_models: int) -> Deci
                     models[p.name[: -len(".build.json")]] = None
         if rec.get("models") != models:
             d.reasons.append("model snapshots changed")
+        if isinstance(rec.get("plot_file"), str) and not (out / rec["plot_file"]).is_file():
+            d.reasons.append(f"plot {rec['plot_file']} missing")
         if rec.get("templates_sha256") != tpl_hash:
             d.reasons.append("templates changed")
         if rec.get("generator_version") != reportgen.__version__:
@@ -241,6 +249,12 @@ def refresh(out: Path, dry_run: bool = False, narrator: Any = None, jobs: int = 
                 print(f"FAILED   {CROSS}: {e}")
         elif len(records) >= 2:
             print(f"kept     {CROSS}: up to date")
+        try:
+            for line in sync_html(out, dry_run):  # HTML pages follow the markdown and the build records
+                print(line)
+        except ReportError as e:
+            failed += 1
+            print(f"FAILED   html: {e}")
         if not dry_run and (rebuilt or cross.stale):
             collect_garbage(out)
     print(f"refresh: {sum(d.stale for d in decisions) + cross.stale} stale of {len(decisions) + (len(records) >= 2)}"
@@ -267,7 +281,7 @@ def _rebuild(out: Path, decisions: list[Decision], dry_run: bool, narrator: Any,
         try:
             assert d.source is not None
             nar = narrator if narrator is not None else recorded.get(d.llm_settings)
-            build_model_report(d.source, out, d.rule_files or None, nar, name=d.name)
+            build_model_report(d.source, out, d.rule_files or None, nar, name=d.name, html=d.html)
             return f"rebuilt  {d.name}: " + "; ".join(d.reasons)
         except ReportError as e:
             return f"FAILED   {d.name}: " + "; ".join([*d.reasons, str(e)])

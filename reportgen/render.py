@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import jinja2
@@ -16,6 +16,9 @@ from reportgen.bound import Binding, link
 from reportgen.errors import ReportError
 from reportgen.facts import Fact
 from reportgen.formatting import escape_md, fmt_bits, fmt_fact, fmt_layer, fmt_num, fmt_pct, fmt_prob, md_token
+
+if TYPE_CHECKING:  # interpret builds on structure; rendering needs only the record's shape
+    from reportgen.interpret import Finding
 
 TEMPLATES_DIR = Path(str(files("templates")))
 
@@ -69,6 +72,45 @@ def bound_value(f: Fact, fmt: str, prefix: str, derived: dict[str, Binding] | No
     return link(FORMATS[fmt](f), binding_for(f, prefix, derived))
 
 
+def join_words(parts: list[str], sep: str = ", ") -> str:
+    """'a', 'a and b', 'a, b and c' (``sep`` between the others): how a sentence lists bound values."""
+    if len(parts) <= 1:
+        return "".join(parts)
+    return sep.join(parts[:-1]) + " and " + parts[-1]
+
+
+def fill_finding(finding: Finding, show: Callable[[Fact, str], str]) -> str:
+    """An interpretation finding's sentence (`reportgen.interpret.Finding`) with each value printed by ``show``.
+
+    ``{name:fmt}`` prints one fact, or a list of facts joined (`join_words`); ``{name:item}`` prints each record of
+    a list with the rule's ``items`` template, joined with semicolons.
+
+    Raises:
+        ReportError: A slot names a value the finding does not hold.
+    """
+    from reportgen.interpret import SLOT  # late: interpret builds on structure, which plain rendering never needs
+
+    def fill(template: str, values: dict[str, Any]) -> str:
+        def one(match: Any) -> str:
+            name, fmt = match.group(1), match.group(2) or "v"
+            if name not in values:
+                raise ReportError(f"{finding.rule.origin}: the sentence names {{{name}}}, which it has no value for")
+            value = values[name]
+            if fmt == "item":
+                return join_words([fill(finding.rule.items[name], item) for item in value], "; ")
+            if isinstance(value, list):
+                return join_words([show(f, fmt) for f in value])
+            return show(value, fmt)
+        return SLOT.sub(one, template)
+
+    return fill(finding.text, finding.values)
+
+
+def render_finding(finding: Finding, prefix: str, derived: dict[str, Binding] | None = None) -> str:
+    """A finding's sentence with every value a link bound to its artifact (or derived-facts) line."""
+    return fill_finding(finding, lambda f, fmt: bound_value(f, fmt, prefix, derived))
+
+
 def make_env(prefix: str, derived: dict[str, Binding] | None = None) -> jinja2.Environment:
     """A Jinja environment whose filters print a fact as a link bound to its artifact line under `prefix`."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)), undefined=jinja2.StrictUndefined,
@@ -82,6 +124,8 @@ def make_env(prefix: str, derived: dict[str, Binding] | None = None) -> jinja2.E
         return apply
 
     env.filters.update({name: bound(name) for name in FORMATS})
+    env.filters["finding"] = lambda f: render_finding(f, prefix, derived)
+    env.filters["as"] = lambda f, fmt: bound(fmt)(f)  # a format chosen by data (a detail table's column)
     env.filters["escape_md"] = escape_md
     env.filters["url"] = lambda path: quote(str(path), safe="/._-~")  # a link destination for any file name
     env.globals["version"] = reportgen.__version__
@@ -103,9 +147,13 @@ def render(template: str, prefix: str, derived: dict[str, Binding] | None = None
 
 
 def templates_hash() -> str:
-    """sha256 over every template file (name and bytes), for staleness checks."""
+    """sha256 over every template file (name and bytes) and the interpretation rules, for staleness checks: the
+    rules' sentences are templates of the report too."""
     h = hashlib.sha256()
     for p in sorted(TEMPLATES_DIR.rglob("*.j2")):
         h.update(str(p.relative_to(TEMPLATES_DIR)).encode())
         h.update(p.read_bytes())
+    findings = Path(str(files("reportgen").joinpath("interpret.toml")))
+    h.update(b"interpret.toml")
+    h.update(findings.read_bytes())
     return h.hexdigest()

@@ -1,13 +1,17 @@
-"""Facts -> report structure: named facts, the layer table, derived facts and checklist records for templates."""
+"""Facts -> report structure: named facts, the layer tables, derived facts, checklist records and interpretation
+findings for templates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reportgen.facts import Fact, FactSet
 from reportgen.jsonmap import format_path
 from reportgen.rules import CheckResult, Verdict
+
+if TYPE_CHECKING:  # interpret builds on this module; the annotation only names its record
+    from reportgen.interpret import Finding
 
 PURE = "pure-next-token.csv"
 
@@ -35,6 +39,30 @@ class LayerRow:
     p_answer: Fact
     kl: Fact
     is_semantic: bool
+    kl_rev: Fact | None = None  # KL(final ‖ layer), bits
+    cos: Fact | None = None  # cosine of the layer's logits to the final logits
+    rest_mass: Fact | None = None  # probability outside the table's top-k
+    top5: list[tuple[Fact, Fact]] = field(default_factory=list)  # (token, probability), ranks one to five
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a per-layer detail table: its header (words only), CSV column, render format and alignment."""
+
+    header: str
+    csv: str
+    fmt: str  # a reportgen.render.FORMATS key
+    numeric: bool = True  # right-aligned
+
+
+@dataclass
+class DetailTable:
+    """A collapsed per-layer table of the primary prompt, read from one CSV: the columns that CSV has, and per
+    layer its layer cell and the cells of those columns, in column order."""
+
+    summary: str  # plain words: it is shown in an HTML <summary>, where no value can be bound
+    columns: list[Column]
+    rows: list[tuple[Fact, list[Fact]]]
 
 
 @dataclass
@@ -51,6 +79,8 @@ class ReportData:
     flags: dict[str, Any] = field(default_factory=dict)
     verdicts: dict[str, Fact] = field(default_factory=dict)  # rule id -> derived verdict fact (true/false/null)
     lenses: list[dict[str, Fact]] = field(default_factory=list)  # one row per lens of the run (probe.lensdata)
+    findings: list[Finding] = field(default_factory=list)  # interpretation findings, in rule order
+    details: list[DetailTable] = field(default_factory=list)  # raw vs norm, then one per lens besides norm
 
 
 # name in templates -> probe.json path
@@ -134,8 +164,12 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
         def cell(col: str, _layer: int = layer) -> Fact:
             return facts.get(C(PURE, col, prompt_id=primary, variant="orig", layer=_layer))
 
+        top5 = [(cell("top1_token"), cell("p_top1"))] + [
+            (cell(f"top{k}_token"), cell(f"top{k}_prob")) for k in range(2, 6)
+            if C(PURE, f"top{k}_token", prompt_id=primary, variant="orig", layer=layer) in facts]
         table.append(LayerRow(cell("layer"), cell("entropy_bits"), cell("top1_token"), cell("p_top1"),
-                              cell("answer_rank"), cell("p_answer"), cell("kl_to_final_bits"), layer == l_sem))
+                              cell("answer_rank"), cell("p_answer"), cell("kl_to_final_bits"), layer == l_sem,
+                              cell("kl_final_to_layer_bits"), cell("cos_to_final"), cell("rest_mass"), top5))
     fact_ids = [f.value for f in facts.by_prefix(J("prompt_set", "facts")) if f.key.endswith(".id")]
     suite = [{"fact": facts.get(J("micro_suite", "per_fact", fid, "L_semantic")),
               "frac": facts.get(J("micro_suite", "per_fact", fid, "L_semantic_frac")),
@@ -161,6 +195,10 @@ def build_data(alias: str, facts: FactSet, checks: list[CheckResult]) -> ReportD
                                                 "bits", [first.key, last.key], "entropy(last) - entropy(first)")
     data = ReportData(alias, F, table, suite, temps, tests, checks, flags, add_verdicts(facts, checks),
                       lens_rows(facts, F))
+    data.details = detail_tables(facts, str(primary), n)
+    from reportgen.interpret import evaluate_findings, load_findings  # late: interpret builds on this module
+
+    data.findings = evaluate_findings(load_findings(), facts)
     from reportgen.sheet import add_sheet_facts  # late: sheet builds on this module
 
     add_sheet_facts(facts, data)
@@ -177,7 +215,7 @@ def lens_rows(facts: FactSet, F: dict[str, Fact]) -> list[dict[str, Fact]]:
         rows.append({"name": name, "L_sem": facts.get(J(*base, "milestones", "L_semantic")),
                      "rank5": facts.get(J(*base, "milestones", "first_rank_le", "5")),
                      "kl1": facts.get(J(*base, "milestones", "first_kl_le", "1p0")),
-                     "mean_kl": facts.get(J(*base, "mean_kl_to_final_bits")),
+                     "mean_kl": facts.get(J(*base, "mean_kl_final_to_lens_bits")),
                      "agree": facts.get(J(*base, "top1_agreement"))})
         fit = J(*base, "fit", "kl_lens_bits")
         if fit in facts:  # a fitted lens: its held-out figures and the temperature / rotation split
@@ -190,6 +228,52 @@ def lens_rows(facts: FactSet, F: dict[str, Fact]) -> list[dict[str, Fact]]:
         F["preferred_lens"] = facts.get(J("lenses", "preferred", "lens"))
         F["lens_agreement_floor"] = facts.get(J("lenses", "preferred", "agreement_floor"))
     return rows
+
+
+RAW_VS_NORM = "raw-vs-norm.csv"
+# The raw lens beside the norm lens, and their divergence in both directions (raw-vs-norm.csv).
+RAW_COLUMNS = (Column("Norm top token", "top1_token_norm", "tok", False),
+               Column("Raw top token", "top1_token_raw", "tok", False), Column("p(raw top)", "p_top1_raw", "prob"),
+               Column("Raw answer rank", "answer_rank_raw", "v"),
+               Column("KL(norm ‖ raw) (bits)", "kl_norm_vs_raw_bits", "sig"),
+               Column("KL(raw ‖ norm) (bits)", "kl_raw_vs_norm_bits", "sig"),
+               Column("Answer on top under the norm lens only", "norm_only_semantics", "v", False))
+# A lens's own per-layer table (lens-<name>.csv); the same columns for every lens, fitted or not.
+LENS_COLUMNS = (Column("Top token", "top1_token", "tok", False), Column("p(top)", "p_top1", "prob"),
+                Column("Answer rank", "answer_rank", "v"), Column("KL to final (bits)", "kl_to_final_bits", "sig"),
+                Column("Reverse KL (bits)", "kl_final_to_layer_bits", "sig"),
+                Column("Cosine to final", "cos_to_final", "sig"))
+
+
+def detail_table(facts: FactSet, summary: str, file: str, primary: str, n: int,
+                 columns: tuple[Column, ...]) -> DetailTable | None:
+    """The primary prompt's rows of a per-layer CSV (layers 0 to n), with the columns it has at every layer; None
+    when the run has no such table (artifacts written before it existed)."""
+    def key(col: str, layer: int) -> str:
+        return C(file, col, prompt_id=primary, variant="orig", layer=layer)
+
+    if any(key("layer", layer) not in facts for layer in range(n + 1)):
+        return None
+    present = [c for c in columns if all(key(c.csv, layer) in facts for layer in range(n + 1))]
+    rows = [(facts.get(key("layer", layer)), [facts.get(key(c.csv, layer)) for c in present])
+            for layer in range(n + 1)]
+    return DetailTable(summary, present, rows)
+
+
+def detail_tables(facts: FactSet, primary: str, n: int) -> list[DetailTable]:
+    """Raw vs norm lens, then one table per lens other than the norm lens (whose table is the main one)."""
+    raw = detail_table(facts, "Lens detail: norm lens against the raw lens (the residual decoded without the "
+                       "final norm)", RAW_VS_NORM, primary, n, RAW_COLUMNS)
+    out, i = [raw] if raw else [], 0
+    while J("lenses", "order", i) in facts:
+        name = str(facts.get(J("lenses", "order", i)).value)
+        table = J("lenses", "by_lens", name, "table")
+        i += 1
+        if name != "norm" and table in facts:
+            lens = detail_table(facts, f"Lens {name} per layer (primary prompt, from its own table)",
+                                str(facts.get(table).value), primary, n, LENS_COLUMNS)
+            out += [lens] if lens else []
+    return out
 
 
 _VERDICT_VALUE = {Verdict.PASS: True, Verdict.FAIL: False, Verdict.NA: None}

@@ -42,8 +42,8 @@ def test_lens_milestones():
 
 
 def test_lens_summary_leaves_out_the_final_layer():
-    per_prompt = [{"kl_to_final_bits": [4.0, 2.0, 0.0], "top1_id": [1, 9, 9]}]
-    assert lens_summary(per_prompt, [9]) == {"mean_kl_to_final_bits": 3.0, "top1_agreement": 0.5,
+    per_prompt = [{"kl_final_to_layer_bits": [4.0, 2.0, 0.0], "kl_to_final_bits": [7.0, 7.0, 0.0], "top1_id": [1, 9, 9]}]
+    assert lens_summary(per_prompt, [9]) == {"mean_kl_final_to_lens_bits": 3.0, "top1_agreement": 0.5,
                                              "n_layer_prompts": 2}
 
 
@@ -55,7 +55,7 @@ def test_lens_summary_leaves_out_the_final_layer():
     ({"norm": (9.0, 0.30), "a": (2.0, 0.4), "b": (2.0, 0.9)}, "a"),  # a tie keeps the run's order
 ])
 def test_preferred_lens_rule(summaries, expected):
-    data = {k: {"mean_kl_to_final_bits": kl, "top1_agreement": agree} for k, (kl, agree) in summaries.items()}
+    data = {k: {"mean_kl_final_to_lens_bits": kl, "top1_agreement": agree} for k, (kl, agree) in summaries.items()}
     assert preferred_lens(data)["lens"] == expected
 
 
