@@ -42,7 +42,7 @@ CUES = {
     "semantic": r"\btop[- ]?(?:one|1)\b|\btop[- ](?:token|prediction|candidate|choice|spot|position|place)"
                 r"|\bsemantic\w*"
                 r"|\branks? first\b|\brank (?:of )?one\b|(?<!copy )(?<!copy-)\bcollaps\w*|\bmost likely|\bwins?\b"
-                r"|\btakes? over"
+                r"|\btakes? over|\barriv\w*|\bleads?\b(?! to\b)|\branked first\b|\bovertak\w*"
                 r"|\bemerges?\b|\bon top\b|\btop\b(?![- ]?(?:ten|five|10|5)\b)|\bargmax",
     "kl": r"\bkl\b|\bdivergence",
     "cos": r"\bcos\w*",
@@ -121,8 +121,16 @@ def _milestone(p: Placed, masked: str, placed: list[Placed], clause: tuple[int, 
     if want not in claimed:
         said = ", ".join(sorted(claimed)) or "no milestone"
         return [("wrong_milestone", f"{{{p.name}}} is the {slot.family} milestone, but the phrase speaks of {said}")]
-    text = lower[clause[0]:clause[1]]
     other = {"kl1": ("kl05", r"\bhalf a bit"), "kl05": ("kl1", r"\bone bit")}.get(slot.family)
+    # the threshold named on the milestone's left ("below {kl_threshold_1} at {first_kl_le_1}") is its own; only
+    # when the left names none does the right decide ("at {first_kl_le_1}, below one bit")
+    kl_cue = r"\bhalf a bit|\bone bit"
+    near = [q for q in inside if q.slot and q.slot.family in ("kl1", "kl05") and q.slot.measure != "layer"]
+    left_says = re.search(kl_cue, lower[left:p.start]) or any(left <= q.start < p.start for q in near)
+    span = (left, p.start) if left_says else (p.end, right) if re.search(kl_cue, lower[p.end:right]) or any(
+        p.end <= q.start < right for q in near) else clause
+    text = lower[span[0]:span[1]]
+    inside = [q for q in inside if span[0] <= q.start < span[1]]
     if other and (re.search(other[1], text) or any(q.slot and q.slot.family == other[0] for q in inside)):
         return [("wrong_milestone", f"{{{p.name}}} is the {slot.family} milestone, but the clause names the "
                  f"{other[0]} threshold")]
@@ -163,8 +171,10 @@ def _rows(masked: str, placed: list[Placed], clause: tuple[int, int], sheet: She
         rank = sheet.value(f"layer[{row}].answer_rank")
         kl = sheet.value(f"layer[{row}].kl_to_final")
         claims = []
+        thresholds = {q.slot.family for q in placed if q.slot and q.slot.measure == "threshold"
+                      and clause[0] <= q.start < clause[1]}
         for k, family in ((10, "rank10"), (5, "rank5")):
-            if _CUES[family].search(text) and isinstance(rank, int):
+            if (_CUES[family].search(text) or family in thresholds) and isinstance(rank, int):
                 claims.append((f"the answer within the top {k}", rank <= k))
         if _ANSWER_TOP.search(text) and not claims and isinstance(rank, int):
             claims.append(("the answer on top", rank == 1))
@@ -192,6 +202,11 @@ def _pairs(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, s
     listed = any(a.slot and b.slot and a.slot.measure == b.slot.measure == "layer"
                  and re.fullmatch(r"\s*(?:,|and|,\s*and)\s*", masked[a.end:b.start])
                  for a, b in zip(placed, placed[1:], strict=False))
+    # "closer at {layer[28].layer} than at {layer[7].layer}, with KL of {layer[28].kl_to_final} against
+    # {layer[7].kl_to_final}": values listed after their layers in the same order pair respectively.
+    layers = [int(p.slot.fact.value) for p in placed if p.slot and p.slot.measure == "layer" and p.slot.family == "row"]
+    rows = [p.slot.row for p in placed if p.slot and p.slot.row is not None and p.slot.measure != "layer"]
+    listed = listed or (len(layers) >= 2 and rows == layers)
     for a, b in zip(placed, placed[1:], strict=False):
         if a.slot is None or b.slot is None:
             continue

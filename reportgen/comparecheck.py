@@ -28,6 +28,7 @@ from collections.abc import Callable
 
 from reportgen.bindcheck import Placed, clauses
 from reportgen.placeholders import Sheet
+from reportgen.residualcheck import Evaluated, shifted
 
 _NOT = re.compile(r"(?:\bnot|n't|\bnever)\s+(?:\w+\s+){0,2}$")
 # cue -> relation of the left operand to the right one; the longer (negated) phrases are tried first.
@@ -40,6 +41,7 @@ _ORDER = (
     (r"\bbefore\b|\bearlier than\b|\bsooner than\b|\bahead of\b|\bprior to\b|\bprecede[sd]?\b", "<"),
     (r"\bafter\b|\blater than\b|\bfollows\b|\blags? behind\b|\btrails?\b", ">"),
 )
+ORDER_CUES = _ORDER  # public: `reportgen.formcheck` reads the same order words against milestones named in words
 _SIZE = (
     (r"\bno (?:higher|more|greater|larger) than\b|\bat most\b|\bnot (?:above|higher than|more than|greater than"
      r"|larger than|exceed\w*)", "<="),
@@ -52,6 +54,7 @@ _COMPARATIVE = re.compile(r"\b(?:higher|lower|greater|larger|smaller|more|less)\
 _OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b}
+OPS = _OPS
 # measure noun -> the per-layer field it names
 _ROW_NOUNS = (("entropy", re.compile(r"\bentrop\w*")), ("kl_to_final", re.compile(r"\bkl\b|\bdivergence")),
               ("answer_rank", re.compile(r"\branks?\b|\branking\b")))
@@ -74,7 +77,7 @@ _SHARE = (("few", re.compile(r"\b(?:small minority|few|handful|rarely|seldom)\b"
            lambda s: s > 0.5))
 _TEMP_UP = re.compile(r"\b(?:rais\w*|increas\w*|higher|hotter)\b[^.;]{0,20}\btemperature|\btemperature\b[^.;]{0,12}"
                       r"\b(?:rises|goes up|increases)")
-_TEMP_DOWN = re.compile(r"\b(?:lower\w*|decreas\w*|reduc\w*|cooler|colder)\b[^.;]{0,20}\btemperature")
+_TEMP_DOWN = re.compile(r"\b(?:lower\w*|decreas\w*|reduc\w*|cool\w*|colder)\b[^.;]{0,30}\btemperature")
 _SPREAD = re.compile(r"\b(?P<up>rais\w*|increas\w*|spread\w*|flat\w*|widen\w*|wider|broad\w*|higher|soft\w*"
                      r"|more uniform|less (?:peaked|confident|concentrated))\b|\b(?P<down>lower\w*|reduc\w*|decreas\w*"
                      r"|sharp\w*|narrow\w*|concentrat\w*|collaps\w*|peak\w*|more confident)\b")
@@ -110,7 +113,7 @@ def _negated(text: str, start: int) -> bool:
     return _NOT.search(text[max(0, start - 30):start]) is not None
 
 
-def _order(text: str, placed: list[Placed]) -> list[str]:
+def _order(text: str, placed: list[Placed]) -> list[Evaluated]:
     out = []
     layers = [p for p in placed if _layer(p) is not None]
     taken: list[tuple[int, int]] = []
@@ -127,12 +130,13 @@ def _order(text: str, placed: list[Placed]) -> list[str]:
             va, vb = _layer(a), _layer(b)
             flip = {"<": ">=", ">": "<=", "<=": ">", ">=": "<", "==": "=="}
             op = flip[rel] if _negated(text, m.start()) and rel != "==" else rel
-            if va is not None and vb is not None and not _OPS[op](va, vb):
-                out.append(f"{m.group(0)!r}: {{{a.name}}} is layer {va:g} and {{{b.name}}} layer {vb:g}")
+            if va is not None and vb is not None:
+                out.append(Evaluated((m.span(),), _OPS[op](va, vb),
+                                     f"{m.group(0)!r}: {{{a.name}}} is layer {va:g} and {{{b.name}}} layer {vb:g}"))
     return out
 
 
-def _size(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
+def _size(text: str, placed: list[Placed], sheet: Sheet) -> list[Evaluated]:
     out = []
     values = [p for p in placed if p.slot and _layer(p) is None and _num(p.slot.fact.value) is not None]
     taken: list[tuple[int, int]] = []
@@ -143,12 +147,15 @@ def _size(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
             taken.append(m.span())
             left = [p for p in values if p.end <= m.start()]
             right = [p for p in values if p.start >= m.end()]
-            if left and right and _kind(left[-1]) == _kind(right[0]) and _kind(left[-1]) in (
+            both_thresholds = left and right and all(p.slot.family and p.slot.measure != "layer"
+                                                     for p in (left[-1], right[0]))  # two thresholds: no claim
+            if left and right and not both_thresholds and _kind(left[-1]) == _kind(right[0]) and _kind(left[-1]) in (
                     "kl", "entropy", "prob", "rank", "fraction", "temperature"):
                 a, b = left[-1], right[0]
                 va, vb = _num(a.slot.fact.value), _num(b.slot.fact.value)
-                if va is not None and vb is not None and not _OPS[rel](va, vb):
-                    out.append(f"{m.group(0)!r}: {{{a.name}}} is {va:.4g} and {{{b.name}}} {vb:.4g}")
+                if va is not None and vb is not None:
+                    out.append(Evaluated((m.span(),), _OPS[rel](va, vb),
+                                         f"{m.group(0)!r}: {{{a.name}}} is {va:.4g} and {{{b.name}}} {vb:.4g}"))
     for m in _COMPARATIVE.finditer(text):  # "entropy is higher at {layer[0].layer} than at {layer[1].layer}"
         lay = [p for p in placed if _layer(p) is not None]
         than = m.start("gap") + len(m.group("gap"))
@@ -159,21 +166,22 @@ def _size(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
             continue
         va, vb = _row_value(sheet, _layer(left[-1]), noun), _row_value(sheet, _layer(right[0]), noun)
         up = m.group(0).split()[0] in ("higher", "greater", "larger", "more")
-        if va is not None and vb is not None and (va > vb) != up:
-            out.append(f"{m.group(0)!r}: {noun} is {va:.4g} at layer {_layer(left[-1]):g} and {vb:.4g} at layer "
-                       f"{_layer(right[0]):g}")
+        if va is not None and vb is not None:
+            out.append(Evaluated((m.span(),), (va > vb) == up,
+                                 f"{m.group(0)!r}: {noun} is {va:.4g} at layer {_layer(left[-1]):g} and {vb:.4g} "
+                                 f"at layer {_layer(right[0]):g}"))
     return out
 
 
-def _trend(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
+def _trend(text: str, placed: list[Placed], sheet: Sheet) -> list[Evaluated]:
     rows = _rows(sheet)
     field = next((fld for fld, rx in _ROW_NOUNS if rx.search(text)), None)
     direction = _TREND_DIR.search(text)
     if field is None or direction is None or len(rows) < 2:
         return []
     up = direction.group("up") is not None
-    if field == "answer_rank" and re.search(r"improv|worsen", direction.group(0)):
-        up = "worsen" in direction.group(0)  # a better rank is a smaller number
+    if field == "answer_rank" and re.search(r"improv|worsen|climb", direction.group(0)):
+        up = "worsen" in direction.group(0)  # a better rank is a smaller number: the answer climbs as it falls
     negated = _negated(text, direction.start())
     if re.search(r"\bnever\s+(?:\w+\s+)?$", text[:direction.start()]):
         up, negated = not up, False  # "never rises from one layer to the next" = falls (or holds) at every step
@@ -199,17 +207,18 @@ def _trend(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
     every = _EVERY.search(text)
     if every and max(every.start(), direction.start()) - min(every.end(), direction.end()) <= 40:  # qualifies it
         against = [s for s in steps if (s < 0 if up else s > 0)]
-        if bool(against) != negated:
-            verb = "rise" if up else "fall"
-            said = f"does not {verb}" if negated else f"{verb}s"
-            out.append(f"says {field} {said} at every layer ({direction.group(0)!r}), but {len(against)} of "
-                       f"{len(steps)} steps go the other way")
-    elif span and not negated and len(lay) >= 2 and series[0] != series[-1] and (series[-1] > series[0]) != up:
-        out.append(f"{direction.group(0)!r}: {field} goes from {series[0]:.4g} to {series[-1]:.4g}")
+        verb = "rise" if up else "fall"
+        said = f"does not {verb}" if negated else f"{verb}s"
+        out.append(Evaluated((direction.span(), *(e.span() for e in _EVERY.finditer(text))), bool(against) == negated,
+                             f"says {field} {said} at every layer ({direction.group(0)!r}), but {len(against)} of "
+                             f"{len(steps)} steps go the other way"))
+    elif span and not negated and len(lay) >= 2:
+        out.append(Evaluated((direction.span(),), series[0] == series[-1] or (series[-1] > series[0]) == up,
+                             f"{direction.group(0)!r}: {field} goes from {series[0]:.4g} to {series[-1]:.4g}"))
     return out
 
 
-def _extreme(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
+def _extreme(text: str, placed: list[Placed], sheet: Sheet) -> list[Evaluated]:
     field = next((fld for fld, rx in _ROW_NOUNS[:2] if rx.search(text)), None)
     rows = _rows(sheet)
     out = []
@@ -223,12 +232,13 @@ def _extreme(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
             continue
         best = pick(series.values())  # type: ignore[type-var]
         said = _row_value(sheet, _layer(at[0]), field)
-        if said is not None and said != best:
-            out.append(f"{m.group(0)!r}: {field} at layer {_layer(at[0]):g} is {said:.4g}, the extreme is {best:.4g}")
+        if said is not None:
+            out.append(Evaluated((m.span(),), said == best, f"{m.group(0)!r}: {field} at layer {_layer(at[0]):g} is "
+                                 f"{said:.4g}, the extreme is {best:.4g}"))
     return out
 
 
-def _depth(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
+def _depth(text: str, placed: list[Placed], sheet: Sheet) -> list[Evaluated]:
     n = _num(sheet.value("n_layers"))
     out = []
     for word, rx, holds in _DEPTH:
@@ -245,12 +255,13 @@ def _depth(text: str, placed: list[Placed], sheet: Sheet) -> list[str]:
                 continue  # "early, well before … at {L_semantic}": the word qualifies something else
             frac = _num(p.slot.fact.value) if p.slot.measure == "fraction" else (
                 None if not n else _layer(p) / n)  # type: ignore[operator]
-            if frac is not None and not holds(frac):
-                out.append(f"{word!r}, but {{{p.name}}} sits at {frac:.0%} of the depth")
+            if frac is not None:
+                out.append(Evaluated((m.span(),), holds(frac), f"{word!r}, but {{{p.name}}} sits at {frac:.0%} of "
+                                     "the depth"))
     return out
 
 
-def _share(text: str, placed: list[Placed]) -> list[str]:
+def _share(text: str, placed: list[Placed]) -> list[Evaluated]:
     shares = [p for p in placed if p.slot and p.slot.measure == "fraction" and "depth" not in p.name]
     out = []
     for word, rx, holds in _SHARE:
@@ -258,12 +269,12 @@ def _share(text: str, placed: list[Placed]) -> list[str]:
         if m is None or not shares or _negated(text, m.start()):
             continue
         value = _num(shares[0].slot.fact.value)
-        if value is not None and not holds(value):
-            out.append(f"{word!r}, but {{{shares[0].name}}} is {value:.0%}")
+        if value is not None:
+            out.append(Evaluated((m.span(),), holds(value), f"{word!r}, but {{{shares[0].name}}} is {value:.0%}"))
     return out
 
 
-def _temperature(text: str, sheet: Sheet) -> list[str]:
+def _temperature(text: str, sheet: Sheet) -> list[Evaluated]:
     raised, lowered = _TEMP_UP.search(text), _TEMP_DOWN.search(text)
     if not (raised or lowered) or (raised and lowered):
         return []
@@ -284,24 +295,30 @@ def _temperature(text: str, sheet: Sheet) -> list[str]:
             field == "p_answer" and not re.match(r"rais|increas|higher|lower|reduc|decreas", effect.group(0))):
         return []
     said_up = (effect.group("up") is not None) == bool(raised)  # "lowering T sharpens" = raising T spreads
-    if said_up != (high > low):
-        return [f"{effect.group(0)!r}: {field} is {low:.4g} at the lowest temperature and {high:.4g} at the highest"]
-    return []
+    return [Evaluated((cue.span(), effect.span()), said_up == (high > low),  # type: ignore[union-attr]
+                      f"{effect.group(0)!r}: {field} is {low:.4g} at the lowest temperature and {high:.4g} at the "
+                      "highest")]
 
 
-def comparison_findings(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
-    """Every comparison, trend or quantifier of one sentence that the facts contradict (module docstring)."""
+def comparison_claims(masked: str, placed: list[Placed], sheet: Sheet) -> list[Evaluated]:
+    """Every comparison, trend or quantifier of one sentence the values decide, true or false (module docstring)."""
     text = masked.lower()
     found = _temperature(text, sheet)
     cuts = [0, *(m.end() for m in re.finditer(r";", text)), len(text)]
     for start, end in zip(cuts, cuts[1:]):  # a comparison joins two operands of one main clause, never across ";"
         inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in placed
                   if start <= p.start < end and p.slot is not None]
-        found += _order(text[start:end], inside) + _size(text[start:end], inside, sheet)
+        found += shifted(_order(text[start:end], inside) + _size(text[start:end], inside, sheet), start)
     for start, end in clauses(masked):
-        inside = [p for p in placed if start <= p.start < end and p.slot is not None]
-        shifted = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in inside]
+        inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in placed
+                  if start <= p.start < end and p.slot is not None]
         part = text[start:end]
-        found += _trend(part, shifted, sheet) + _extreme(part, shifted, sheet) + _depth(part, shifted, sheet)
-        found += _share(part, shifted)
-    return [("comparison", detail) for detail in dict.fromkeys(found)]
+        found += shifted(_trend(part, inside, sheet) + _extreme(part, inside, sheet) + _depth(part, inside, sheet)
+                         + _share(part, inside), start)
+    return found
+
+
+def comparison_findings(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
+    """Every comparison, trend or quantifier of one sentence that the facts contradict (module docstring)."""
+    claims = comparison_claims(masked, placed, sheet)
+    return [("comparison", detail) for detail in dict.fromkeys(e.detail for e in claims if not e.holds)]

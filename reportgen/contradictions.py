@@ -8,7 +8,13 @@ applies the soft-cap") contradicts it. An item is asserted by its name ("punctua
 doing it ("punctuation takes the top slot"), and denied by either negated. All 21 checklist items have patterns;
 ``tuned_attribution`` is n.a. for every run this probe makes (it trains no tuned lens), and claims of a tuned lens
 are caught by `reportgen.claimcheck` (``invented_lens``) instead. The patterns err towards flagging: a flagged
-sentence is dropped, never published wrong. Paraphrases they do not list are missed.
+sentence is dropped, never published wrong.
+
+Paraphrases the patterns do not list are read by polarity (`STANCE_TOPICS`): a sentence that names an item's
+subject ("the normalizer that decoded each layer", "the unembedding bias", "residuals overflowed to infinity")
+asserts the item holds or fails by the subject named, flipped by a negation in its clause ("was never audited",
+"fails to reproduce", "only for a subset of the layers", "cannot be put down to"). A negation bounded to part of
+the stack ("never tops the late layers") takes no stance on an anchoring or copy item.
 """
 
 from __future__ import annotations
@@ -130,6 +136,73 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
 }
 _COMPILED = {rule: (re.compile(holds), re.compile(denied)) for rule, (holds, denied) in CONTRADICTION_PATTERNS.items()}
 
+# --- Paraphrases: when no pattern above decides, a sentence that names an item's subject takes a stance by its
+# polarity. rule id: (subject whose plain mention asserts the item holds, subject whose plain mention asserts it
+# fails); a negation in the subject's clause ("no", "never", "fails to", "cannot", "only for a subset") flips it.
+_FINAL_STEP = r"(?:\b(?:final|last) (?:step|layer|block)\b|\bunembed\w*|\boutput\b|\bat the end\b)"
+_TOP = r"\b(?:top|slot|anchor\w*|wins?|leads?|first place)\b"
+STANCE_TOPICS: dict[str, tuple[str, str]] = {
+    "last_layer_gate": (r"\blens\b[^.;]{0,40}\b(?:reproduc\w*|match\w*|recover\w*|agrees? with)\b[^.;]{0,30}"
+                        r"\bmodel'?s?\b", ""),
+    "layernorm_bias": (r"\b(?:keeps?|kept|preserv\w*|appl\w*|retain\w*|honou?r\w*|uses?)\b[^.;]{0,20}"
+                       r"\blayer[- ]?norm bias|\blayer[- ]?norm bias\b[^.;]{0,20}\b(?:kept|preserved|applied|retained"
+                       r"|used|honou?red|handled)\b", ""),
+    "fp32_unembed": (r"\bunembed\w*[^.;]{0,30}\b(?:float32|fp32|full[- ]precision)"
+                     r"|\b(?:float32|fp32|full[- ]precision)[^.;]{0,30}\bunembed\w*",
+                     r"\bunembed\w*[^.;]{0,30}\b(?:float16|bfloat16|fp16|bf16|half[- ]precision|reduced precision)"),
+    "entropy_rise_at_unembed": (
+        rf"^(?!.*\btemperature).*(?:\bflatter\b|\bflatten\w*|\bspreads? out\b|\bbroaden\w*|\bless peaked\b"
+        rf"|\bmore uniform\b).*{_FINAL_STEP}|^(?!.*\btemperature).*{_FINAL_STEP}.*(?:\bflatter\b|\bflatten\w*"
+        r"|\bspreads? out\b|\bbroaden\w*|\bless peaked\b|\bmore uniform\b)",
+        rf"^(?!.*\btemperature).*(?:\bsharpen\w*|\bmore peaked\b|\bnarrow\w*).*{_FINAL_STEP}"
+        rf"|^(?!.*\btemperature).*{_FINAL_STEP}.*(?:\bsharpen\w*|\bmore peaked\b|\bnarrow\w*)"),
+    "punctuation_anchoring": (rf"\bpunctuation\b.*{_TOP}|{_TOP}.*\bpunctuation\b", ""),
+    "filler_anchoring": (rf"\b(?:fillers?|function words?|articles|grammatical words?)\b.*{_TOP}", ""),
+    "copy_reflex": (r"\b(?:early|earliest|first|initial)\b[^.;]{0,40}\bcop(?:y|ies|ying|ied)\b"
+                    r"|\bcop(?:y|ies|ying|ied)\b[^.;]{0,30}\b(?:input|prompt)\b", ""),
+    "tied_embedding_copy": (r"^(?=.*\bcop(?:y|ies|ying|ied)\b).*\btied\b[^.;]{0,30}\bembeddings?\b", ""),
+    "confirmed_semantics": (r"\braw lens\b[^.;]{0,30}\b(?:corroborat\w*|validat\w*|confirm\w*|backs? up|supports?"
+                            r"|agrees?)\b|\b(?:both|the two) lenses agree\b|\blenses agree\b", ""),
+    "dual_lens_metrics": (r"\b(?:raw[- ](?:vs\.?|versus|and|to)[- ]norm|dual[- ]lens)\b[^.;]{0,40}\b(?:metric\w*"
+                          r"|comparison\w*|computed|cover\w*|measured)", ""),
+    "normalization_provenance": (r"\bnormali[sz]er\b[^.;]{0,40}\b(?:decod\w*|record\w*|logged|provenance)"
+                                 r"|\bwhich normali[sz]er\b|\bnormali[sz]ation provenance\b", ""),
+    "normalizer_effect": (r"\beffect of the normali[sz]er\b|\bnormali[sz]er'?s? effect\b|\bnorm ratios?\b", ""),
+    "unembed_bias": (r"\bunembed\w* bias\b", ""),
+    "numeric_health": (r"\bstay\w* finite\b|\bnumerically (?:clean|healthy|stable)\b",
+                       r"\boverflow\w*|\bunderflow\w*|\binfinit\w*|\bnans?\b|\binfs?\b|\bnon-?finite\b"),
+    "layer_map": (r"\bmapped\b|\blayer map\b|\bmaps? (?:back )?to (?:a |the )?(?:block|layer)", ""),
+}
+_STANCE = {rule: (re.compile(holds), re.compile(fails) if fails else None)
+           for rule, (holds, fails) in STANCE_TOPICS.items()}
+_POLARITY_NEG = re.compile(r"\b(?:no|not|never|none|without|cannot|fails? to|failed to|unable to|neither|nor|lacks?"
+                           r"|missing|absent|ignor\w*|unrecorded|unmapped|unaudited|unmeasured|unchecked|subset"
+                           r"|only (?:for |in |at |on )?(?:a |some )?(?:few|some|part|handful))\b|n't\b"
+                           r"|\bput down to\b")
+
+
+_BOUNDED = re.compile(r"\b(?:late|later|latter|final|last|upper|middle|mid-?stack|deep|deeper|after|beyond|until"
+                      r"|once)\b|#")
+
+
+_LAYERED = frozenset({"punctuation_anchoring", "filler_anchoring", "copy_reflex"})  # items seen at some layers
+
+
+def _stance(rule: str, said: str) -> bool | None:
+    """True when the sentence asserts the item holds, False when it asserts it fails, None when it says nothing."""
+    holds, fails = _STANCE[rule]
+    for rx, sign in ((holds, True), (fails, False)):
+        if rx is None:
+            continue
+        for part in re.split(r";|,\s+(?=(?:but|while|whereas|although|though)\b)", said):
+            if rx.search(part):
+                negated = _POLARITY_NEG.search(part) is not None and not re.search(r"\bput down to\b", part) \
+                    or re.search(r"\bcannot be put down to\b|\bnot (?:be )?put down to\b", part) is not None
+                if negated and rule in _LAYERED and _BOUNDED.search(part):
+                    return None  # "never tops the late layers" denies nothing about the item as a whole
+                return sign != negated
+    return None
+
 
 def contradictions(prose: str, checks: list[CheckResult]) -> list[str]:
     """Details of every checklist verdict the sentence contradicts (empty when none)."""
@@ -140,6 +213,12 @@ def contradictions(prose: str, checks: list[CheckResult]) -> list[str]:
             continue
         holds, denied = _COMPILED[check.rule.id]
         denies = denied.search(said) is not None
+        if not denies and check.rule.id in _STANCE:
+            stance = _stance(check.rule.id, said)  # a paraphrase the patterns do not list, or a negation of one
+            if stance is None and not holds.search(said):
+                continue
+            if stance is not None:
+                holds, denies = re.compile("" if stance else r"(?!)"), not stance
         if check.verdict is Verdict.NA:
             # n.a. means the item does not apply (no soft-cap, no tied embeddings, no LayerNorm, no tuned lens):
             # denying it is true, asserting it holds is not.

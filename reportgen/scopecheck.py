@@ -141,7 +141,11 @@ def _milestone_claims(text: str, placed: list[Placed], sheet: Sheet) -> list[tup
 
 
 def _final_head(text: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
-    if not _FINAL.search(text) or not _FINAL_TOP.search(text) or any(p.slot and p.slot.row is not None
+    final = _FINAL.search(text)
+    # the claim is made of the final head: its top phrase sits in the final head's own comma-delimited segment
+    segment = text[text.rfind(",", 0, final.start()) + 1:] if final else ""
+    segment = segment.split(",")[0] if final else ""
+    if not final or not _FINAL_TOP.search(segment) or any(p.slot and p.slot.row is not None
                                                                           for p in placed):
         return []
     rank, top, answer = (sheet.value(n) for n in ("final_answer_rank", "final_top1_token", "answer_token"))
@@ -161,7 +165,7 @@ def _final_head(text: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str
 def _scope(text: str, sheet: Sheet, has_placeholder: bool) -> list[tuple[str, str]]:
     out = []
     if (m := _MIND.search(text)) and not _ANALYSIS_NEG.search(text) and not re.search(
-            r"\bwhether\b|\bnothing about\b|\bunclear\b|\bno evidence\b", text):
+            r"\bwhether\b|\bnothing about\b|\blittle about\b|\bunclear\b|\bno evidence\b", text):
         out.append(("overclaim", f"{m.group(0)!r}: a lens shows what is decodable, not what the model does or why"))
     if (m := _GENERAL.search(text)) and not _ANALYSIS_NEG.search(text) and not _HEDGE.search(text):
         out.append(("overclaim", f"{m.group(0)!r}: one probe run says nothing about other models"))

@@ -3,26 +3,33 @@
 The LLM writes prose with ``{name}`` placeholders (`reportgen.placeholders`) and never types a number, a quote or
 a token; rendering replaces each placeholder with a value bound to its artifact line. A section is parsed with
 markdown-it-py and split into sentences as `reportgen.claims` splits a report (so the later audit sees the same
-sentences). Each sentence is checked with its placeholders masked:
+sentences). Each sentence is checked with its placeholders masked, and is published only when every claim-bearing
+element in it is accounted for:
 
 - the placeholders themselves: unknown or malformed (`unknown_placeholder`, `malformed_placeholder`);
-- what the words around each placeholder say it is (`reportgen.bindcheck`: `wrong_milestone`, `unit_mismatch`,
-  `row_claim`, `row_mismatch`, `null_value`, `direction`);
-- what the nouns around a placeholder say it is, rows joined to other rows' layers, token classes
-  (`reportgen.conceptcheck`: `unit_mismatch`, `row_mismatch`, `row_claim`, `typed_token`);
-- comparisons, trends, depth words and quantifiers evaluated with the values (`reportgen.comparecheck`:
-  `comparison`);
+- each placeholder's role in its phrase (`reportgen.bindcheck`: `wrong_milestone`, `unit_mismatch`, `row_claim`,
+  `row_mismatch`, `null_value`, `direction`; `reportgen.conceptcheck`: the nouns around it, rows joined to other
+  rows, token classes; `reportgen.rolecheck`: which of several near-synonym facts the words name, count nouns,
+  micro-suite keys, the change a direction and size speak of);
+- relations, comparisons, trends, extremes, quantifiers, depth and qualifying words, evaluated on the values
+  (`reportgen.comparecheck`, `reportgen.formcheck`, `reportgen.wordcheck`: each an
+  `reportgen.residualcheck.Evaluated`, true or false, with the spans of the words it read; a false one is a
+  `comparison` or `row_claim`);
 - milestones said to be reached or never without a placeholder, the final head, and what a lens cannot show
   (`reportgen.scopecheck`: `milestone_claim`, `overclaim`, `model_claim`);
 - what the words say on their own (`reportgen.claimcheck`: `typed_number`, `typed_token`, `raw_citation`,
   `model_claim`, `invented_lens`, `unit_mismatch`, `off_topic`), and `contradiction` with a ✓/✗ checklist
-  verdict or an n.a. item asserted as applying (`reportgen.contradictions`, all 21 items);
+  verdict or an n.a. item asserted as applying (`reportgen.contradictions`: the item's patterns, else the
+  polarity of a sentence naming its subject);
+- the words left over (`reportgen.residualcheck`): a monotonicity, stability, certainty, magnitude,
+  generalisation, causal, KL-direction, lens-agreement or comparison word that no evaluation above consumed,
+  and that is not a negated or bounded limitation, makes the sentence `unverified`;
 - `markup` (anything but prose and lists) and `empty`.
 
 `FINDING_KINDS` says how to fix each; the re-ask prompt quotes it. Known limits: the phrase checks are regexes
-over one sentence; they err towards flagging (the sentence is then dropped, never published wrong) and miss
-paraphrases they do not list. A claim whose operands cannot be told (no placeholder on one side, two measures)
-passes. Emphasis that spans two sentences is cut with them when one is dropped.
+over one sentence (a clause split at ";", dashes and contrastive commas); a claim in a form none of them reads
+and whose words are not in the residual lexicon passes. Emphasis that spans two sentences is cut with them when
+one is dropped.
 """
 
 from __future__ import annotations
@@ -47,12 +54,16 @@ from reportgen.claimcheck import (
     token_findings,
 )
 from reportgen.claims import Chunk, blank, inline_chunk, sentence_spans
-from reportgen.comparecheck import comparison_findings
+from reportgen.comparecheck import comparison_claims
 from reportgen.conceptcheck import concept_findings
 from reportgen.contradictions import CONTRADICTION_PATTERNS, contradictions
+from reportgen.formcheck import form_claims
 from reportgen.placeholders import PLACEHOLDER, Sheet, render_placeholders
+from reportgen.residualcheck import FIX_HINT, residual_findings
+from reportgen.rolecheck import role_findings
 from reportgen.rules import CheckResult, Verdict
 from reportgen.scopecheck import scope_claim_findings
+from reportgen.wordcheck import word_claims
 
 __all__ = ["CONTRADICTION_PATTERNS", "FINDING_KINDS", "Finding", "SectionResult", "SentenceCheck",
            "drop_unsupported", "findings_for_reask", "round_record", "to_record", "validate_section"]
@@ -83,6 +94,7 @@ FINDING_KINDS: dict[str, str] = {
     # Rendered markup is an injection and exfiltration channel (auto-fetched images), so sections are prose.
     "markup": "write plain sentences and bullet lists only: no headings, tables, links, images, HTML or URLs",
     "empty": "write this section",
+    "unverified": FIX_HINT,
 }
 
 _PARSER = MarkdownIt("commonmark").enable("table")
@@ -263,14 +275,18 @@ def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, sheet: 
     values = {name: sheet.value(name) for name in ("architecture", "model_id", "model_dtype", "device")}
     lens_fp32 = next((c.verdict is Verdict.PASS for c in checks if c.rule.id == "fp32_unembed"
                       and c.verdict is not Verdict.NA), None)
+    evaluated = (comparison_claims(prose, placed, sheet) + form_claims(prose, placed, sheet)
+                 + word_claims(prose, placed, sheet))
     found = (_placeholder_findings(piece, plain, placed, masked, sheet)
              + placeholder_findings(prose, placed, sheet)
              + number_findings(prose) + token_findings(prose, list(chunk.code_spans), sheet.words)
              + citation_findings(plain, prose) + model_findings(prose, values, lens_fp32)
              + scope_findings(prose, bool(placed))
-             + concept_findings(prose, placed, sheet) + comparison_findings(prose, placed, sheet)
+             + concept_findings(prose, placed, sheet) + role_findings(prose, placed, sheet)
+             + [(e.kind, e.detail) for e in evaluated if not e.holds]
              + scope_claim_findings(prose, placed, sheet)
-             + [("contradiction", d) for d in contradictions(prose, checks)])
+             + [("contradiction", d) for d in contradictions(prose, checks)]
+             + residual_findings(prose, placed, evaluated))
     for kind, detail in dict.fromkeys(found):
         add(kind, detail)
     return SentenceCheck(text, render_placeholders(text, sheet), tuple(findings))

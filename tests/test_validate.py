@@ -163,6 +163,26 @@ FINDINGS = [
     ("This late onset holds for all transformer language models.", ["overclaim"]),
     ("The model is a mixture-of-experts model with {n_layers} layers.", ["model_claim"]),
     ("The weights were kept in reduced precision throughout the probe.", ["model_claim"]),
+    # issue 8, verify rather than detect: claim words no check evaluated make the sentence unverified
+    ("KL to the final head shrinks steadily on the way to {L_semantic}.", ["unverified"]),
+    ("Entropy falls at every layer from {layer[0].layer} to {layer[2].layer}.", []),
+    ("Measured as KL(final \u2016 layer), the gap at {layer[1].layer} is {layer[1].kl_to_final}.", ["unverified"]),
+    ("The same late onset should hold for larger models of this family.", ["unverified"]),
+    ("These milestones may not carry over to other prompts.", []),
+    ("The final head is all but certain of its top token.", ["unverified"]),
+    # comparisons the values decide: rows, superlatives, milestones named in words, first layers
+    ("The lens is closer to the final head at {layer[0].layer} than at {layer[2].layer}.", ["comparison"]),
+    ("The lens is closer to the final head at {layer[2].layer} than at {layer[0].layer}.", []),
+    ("The flattest distribution of any layer is the one at {layer[2].layer}.", ["comparison"]),
+    ("The flattest distribution of any layer is the one at {layer[0].layer}.", []),
+    ("The answer becomes the top token before it enters the top five.", ["comparison"]),
+    ("The answer enters the top five at {first_rank_le_5}, well before it becomes the top token.", []),
+    ("KL to the final head first falls below one bit at {layer[1].layer}.", ["row_claim"]),
+    # near-synonym placeholders and checklist paraphrases
+    ("The final head assigns the answer a probability of {final_p_top1}.", ["unit_mismatch"]),
+    ("The final head assigns its top token a probability of {final_p_top1}.", []),
+    ("The early layers show no sign of copying the input.", ["contradiction"]),
+    ("At the last layer the norm lens reproduces the model's own logits.", ["contradiction"]),
 ]
 
 
@@ -271,3 +291,31 @@ def test_findings_for_reask_and_record_keep_every_round(run):
     assert record["rounds"][0]["draft"] == "draft one " * 1000  # full drafts, not truncated
     assert Counter(f["kind"] for f in record["rounds"][0]["findings"]) == Counter({"typed_number": 1, "empty": 1})
     assert record["rounds"][1]["findings"] == []
+
+
+# issue 8: one unverifiable sentence per class of the residual lexicon (`reportgen.residualcheck.LEXICON`)
+LEXICON_EXAMPLES = {
+    "monotonicity": "Entropy falls steadily on the way to {L_semantic}.",
+    "every_layer": "KL to the final head shrinks at every layer on the way to {L_semantic}.",
+    "stability": "The answer's rank is stable across the upper layers.",
+    "certainty": "The model is nearly certain of the answer.",
+    "magnitude": "The answer's rank improves by orders of magnitude in the upper layers.",
+    "generalisation": "Larger models show the same profile.",
+    "causal": "The late onset is driven by the final norm.",
+    "kl_direction": "The reverse KL at {layer[1].layer} is {layer[1].kl_to_final}.",
+    "lens_agreement": "The choice of lens hardly matters here.",
+    "comparison": "The answer becomes the top token at {L_semantic}, after the copy milestone.",
+}
+
+
+def test_every_lexicon_class_has_an_example():
+    from reportgen.residualcheck import LEXICON
+
+    assert set(LEXICON_EXAMPLES) == {words.name for words in LEXICON}
+
+
+@pytest.mark.parametrize(("name", "draft"), LEXICON_EXAMPLES.items())
+def test_unaccounted_claim_words_are_unverified(run, name, draft):
+    _, sheet = run
+    result = validate_section("overview", draft, sheet, CHECKS)
+    assert any(f.kind == "unverified" and f"({name})" in f.detail for f in result.findings), result.findings
