@@ -43,11 +43,10 @@ from reportgen.structure import build_data
 from tests.conftest import BUNDLED_MODELS
 from tests.llm_stub import StubServer, sheet_of
 
-# Issue 8 stays open on this corpus: written by someone who never saw the validator, it measures what the
-# validator really catches (printed with -s). Known to fall short of the targets (>= 95 % caught, 0 false alarms).
-pytestmark = [pytest.mark.slow,
-              pytest.mark.xfail(reason="issue 8 open: held-out catch rate below 95 % / false alarms above 0",
-                                strict=False)]
+# Written by someone who never saw the validator; it measured 45.9 % / 48.2 % caught with 3-4 false alarms, and the
+# "verify, not detect" validator was then generalised against it, so it is now a regression test, not a held-out
+# figure (tests/test_draft_heldout3.py is the next independent one).
+pytestmark = pytest.mark.slow
 
 SECTIONS = ("overview", "qualitative", "limitations", "fingerprint")
 MIN_ERRORS, MIN_CORRECT = 60, 30
