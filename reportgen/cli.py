@@ -75,14 +75,15 @@ def cmd_refresh(args: argparse.Namespace) -> int:
 
 
 def _llm_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--llm", choices=["none", "openai", "local"], default=None,
+    p.add_argument("--llm", choices=["none", "openai", "local", "narrator"], default=None,
                    help="narrative drafter: none (deterministic, the default), openai (any OpenAI-compatible "
                         "server; OPENAI_API_KEY / OPENAI_BASE_URL as in the openai SDK), local (bundled SmolLM2 "
-                        "served by transformers serve on 127.0.0.1)")
+                        "served by transformers serve on 127.0.0.1), narrator (Qwen2.5-Coder-1.5B served by "
+                        "llama-server on 127.0.0.1; set up once with `make narrator`)")
     p.add_argument("--llm-model", help="model name sent to the server")
     p.add_argument("--base-url", help="OpenAI-compatible base URL (default: $OPENAI_BASE_URL)")
     p.add_argument("--llm-timeout", type=float, metavar="SECONDS",
-                   help="seconds to wait for one LLM reply before retrying (default 120; local 300)")
+                   help="seconds to wait for one LLM reply before retrying (default 120; local 300; narrator 900)")
     p.add_argument("--require-llm", action="store_true",
                    help="exit 1 when any report falls back to deterministic text, wholly or in part (for CI)")
     p.add_argument("--jobs", type=int, default=1, help="concurrent LLM drafts (default 1)")

@@ -27,7 +27,7 @@ from reportgen.errors import ReportError
 
 log = logging.getLogger(__name__)
 
-PROVIDERS = ("none", "openai", "local")
+PROVIDERS = ("none", "openai", "local", "narrator")
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 CACHE_SCHEMA_VERSION = 1
 # Sent when no key is configured: given api_key=None the SDK reads OPENAI_API_KEY itself and would hand the
@@ -78,9 +78,10 @@ class LLMConfig:
         """Build the config from CLI flags, falling back to the openai SDK's environment variables.
 
         Args:
-            llm: `--llm` (none|openai|local); None means none.
+            llm: `--llm` (none|openai|local|narrator); None means none.
             llm_model: `--llm-model`; required for openai. For local, the model dir to serve (optional).
-            base_url: `--base-url`; overrides `OPENAI_BASE_URL`. Refused for local, which runs its own server.
+            base_url: `--base-url`; overrides `OPENAI_BASE_URL`. Refused for local and narrator, which run their
+                own server.
             env: environment to read (default `os.environ`); uses `OPENAI_API_KEY` and `OPENAI_BASE_URL`.
 
         Returns:
@@ -100,8 +101,8 @@ class LLMConfig:
             if key is None and url.rstrip("/") == OPENAI_DEFAULT_BASE_URL:
                 raise ReportError(f"--llm openai with {url} needs OPENAI_API_KEY set in the environment")
             return cls(provider="openai", model=llm_model, base_url=url, api_key=key)
-        if provider == "local" and base_url:
-            raise ReportError("--base-url does not apply to --llm local, which starts its own server; for a "
+        if provider in ("local", "narrator") and base_url:
+            raise ReportError(f"--base-url does not apply to --llm {provider}, which starts its own server; for a "
                               "server that is already running use --llm openai --base-url URL")
         return cls(provider=provider, model=llm_model if provider == "local" else None)
 
@@ -110,10 +111,10 @@ class LLMConfig:
         return replace(self, base_url=base_url, model=model)
 
     def cache_endpoint(self) -> str:
-        """Name the server in the cache key: its URL, or "local" for a LocalServer."""
+        """Name the server in the cache key: its URL, or "local" for a LocalServer (narrator included)."""
         # A local server gets a fresh port each run, so its URL would make every run a miss; the model name
         # (the served directory, whose name carries the weights hash) identifies it instead.
-        return "local" if self.provider == "local" else (self.base_url or "").rstrip("/")
+        return "local" if self.provider in ("local", "narrator") else (self.base_url or "").rstrip("/")
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize everything except the API key."""

@@ -40,6 +40,8 @@ _TAIL_LINES = 12
 class LocalServer:
     """Context manager owning one `transformers serve` process; stopped on exit, exceptions included."""
 
+    name = "transformers serve"  # in error messages
+
     def __init__(
         self,
         model_dir: str | Path | None = None,
@@ -103,10 +105,7 @@ class LocalServer:
         # them, so nothing is left in /tmp even if we are SIGKILLed. A separate open gives us our own offset.
         self._log = open(log_name, "rb")  # closed by stop()
         os.unlink(log_name)
-        cmd = [sys.executable, "-c", _SERVE, "serve", str(model_dir), "--host", self.host,
-               "--port", str(self.port)]
-        # The bundled model is local; offline mode stops the hub client from trying the network.
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        cmd, env = self._command(model_dir), self._env()
         began = time.monotonic()
         # A file, not a pipe, takes the output: an unread pipe fills up and blocks the server.
         # A new session lets stop() signal the whole process group the server may have spawned.
@@ -159,6 +158,14 @@ class LocalServer:
     ) -> None:
         self.stop()
 
+    def _command(self, model_dir: Path) -> list[str]:
+        """The server's argv; `host` and `port` are set by now (subclasses serve other engines)."""
+        return [sys.executable, "-c", _SERVE, "serve", str(model_dir), "--host", self.host, "--port", str(self.port)]
+
+    def _env(self) -> dict[str, str]:
+        """The server's environment: the bundled model is local; offline mode stops the hub trying the network."""
+        return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
     def _resolve_model_dir(self) -> Path:
         """Default to the bundled smollm2 and check the dir looks loadable before spawning anything."""
         if self.model_dir is None:
@@ -176,12 +183,12 @@ class LocalServer:
         health = f"http://{self.host}:{self.port}/health"
         while time.monotonic() - began < self.startup_timeout_s:
             if (code := self._proc.poll()) is not None:
-                raise LLMError(f"transformers serve exited with status {code} before answering {health}; "
+                raise LLMError(f"{self.name} exited with status {code} before answering {health}; "
                                f"last output:\n{self.output_tail()}")
             if _get_json(health, quiet=True) is not None:
                 return
             time.sleep(_POLL_S)
-        raise LLMError(f"transformers serve did not answer {health} within startup_timeout_s="
+        raise LLMError(f"{self.name} did not answer {health} within startup_timeout_s="
                        f"{self.startup_timeout_s:g} s; last output:\n{self.output_tail()}")
 
 

@@ -178,6 +178,16 @@ def make_narrator(args: argparse.Namespace, out: Path | None = None) -> tuple[Na
 
         def factory() -> Any:
             return LocalServer(model_dir)
+    elif cfg.provider == "narrator":
+        from reportgen.narratorserver import MODEL_ID, NARRATOR_TIMEOUT_S, LlamaServer, narrator_files
 
-    narrator = Narrator(cfg, root, server_factory=factory, compact=cfg.provider == "local")
+        narrator_files()  # say now, not after the first report, that `make narrator` was not run
+        # CPU decode takes minutes per draft: a long timeout, and one retry (a retried timeout costs as much again).
+        cfg = replace(cfg, model=MODEL_ID, max_retries=min(cfg.max_retries, 1),
+                      timeout_s=cfg.timeout_s if getattr(args, "llm_timeout", None) else NARRATOR_TIMEOUT_S)
+
+        def factory() -> Any:
+            return LlamaServer()
+
+    narrator = Narrator(cfg, root, server_factory=factory, compact=cfg.provider in ("local", "narrator"))
     return narrator, narrator.close
