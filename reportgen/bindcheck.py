@@ -42,7 +42,7 @@ CUES = {
     "semantic": r"\btop[- ]?(?:one|1)\b|\btop[- ](?:token|prediction|candidate|choice|spot|position|place)"
                 r"|\bsemantic\w*"
                 r"|\branks? first\b|\brank (?:of )?one\b|(?<!copy )(?<!copy-)\bcollaps\w*|\bmost likely|\bwins?\b"
-                r"|\btakes? over|\barriv\w*|\bleads?\b(?! to\b)|\branked first\b|\bovertak\w*"
+                r"|\btakes? over|\barriv\w*|\blead(?:s|ing)?\b(?! to\b)|\branked first\b|\bovertak\w*"
                 r"|\bemerges?\b|\bon top\b|\btop\b(?![- ]?(?:ten|five|10|5)\b)|\bargmax",
     "kl": r"\bkl\b|\bdivergence",
     "cos": r"\bcos\w*",

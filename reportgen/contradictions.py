@@ -64,7 +64,8 @@ _TOP_VERBS = (r"anchor\w*|top (?:slot|token|position|spot|place)|(?:tak|occup|be
               r"|wins?|tops?")
 CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it holds, asserts it does not)
     "copy_reflex": (rf"{_COPY}|\b(?:early|first|initial|earliest) layers?\b[^.;]{{0,30}}\bcop(?:y|ies|ied|ying)\b",
-                    _presence(_COPY)[1]),
+                    _presence(_COPY)[1] + r"|\b(?:none|no one|not one) of the (?:early|earliest|first|initial) layers?"
+                    r"\b[^.;]{0,20}\b(?:cop(?:y|ies)|echo(?:es)?|repeats?)\b"),
     "punctuation_anchoring": _acting(_PUNCT, r"punctuation(?: marks?| tokens?)?|commas?", _TOP_VERBS),
     "filler_anchoring": _acting(_FILLER, r"(?:grammatical |function )?(?:fillers?|filler words?|function words?)",
                                 _TOP_VERBS),
@@ -97,9 +98,13 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
     "tied_embedding_copy": (
         rf"(?:explained|caused|accounted for) by (?:the )?{_TIED}|{_TIED} (?:explain|account for|cause)",
         rf"n[o']t (?:be )?(?:explained|caused|accounted for) by (?:the )?{_TIED}"
+        r"|\bembedding (?:layer|output)\b[^.;]{0,40}\b(?:nothing to do with|unrelated to|differs? from|does not match"
+        r"|doesn't match)\b[^.;]{0,30}\b(?:prompt|input)"
         rf"|{_TIED} (?:do|does|did) ?n[o']t (?:explain|account for|cause)"),
     "rms_lens": (r"\brms ?norm",
-                 r"\b(?:final )?norm\w*[^.;]{0,30}\bis (?:a |an )?layer ?norm\b|\bnot (?:an? )?rms ?norm"),
+                 r"\b(?:final )?norm\w*[^.;]{0,30}\bis (?:a |an )?layer ?norm\b|\bnot (?:an? )?rms ?norm"
+                 r"|\bsubtract\w* (?:its |the |their )?(?:\w+ )?mean\b|\bmean[- ](?:subtract|cent(?:er|re))\w*"
+                 r"|\bre-?cent(?:er|re)\w*"),
     "layernorm_bias": (r"layer ?norm bias (?:is |was )?(?:kept|handled|applied)",
                        r"layer ?norm bias (?:is |was )?(?:dropped|ignored|removed|not (?:kept|handled|applied))"),
     # Claimed only as applied (a bare mention may just say the config has none): an n.a. is contradicted by it.
@@ -109,12 +114,14 @@ CONTRADICTION_PATTERNS: dict[str, tuple[str, str]] = {  # rule id: (asserts it h
     "fp32_unembed": (
         r"(?:float32|fp32|full[- ]precision) (?:unembed\w*|lens head|head)|unembed\w*[^.;]{0,30}\b(?:float32|fp32|full "
         r"precision)",
-        r"(?:unembed\w*|lens head)[^.;]{0,30}\b(?:float16|bfloat16|fp16|bf16|half[- ]precision|int8|reduced precision)"
+        r"(?:unembed\w*|lens head|decod\w* head|\bhead\b)[^.;]{0,30}\b(?:float16|bfloat16|fp16|bf16"
+        r"|(?:half|reduced|low|lower|mixed)[- ]precision|int8|quanti[sz]ed)"
         r"|(?:unembed\w*|lens head)[^.;]{0,30}\bnot (?:in )?(?:float32|fp32|full precision)"),
     "preferred_lens_honored": (
         r"(?:preferred|recommended) lens (?:is |was )?(?:honou?red|used|followed)",
         r"(?:preferred|recommended) lens (?:is |was )?(?:not|ignored)|ignor\w* the (?:preferred|recommended) lens"
-        r"|milestones (?:are |were )?(?:read|taken|computed) (?:from|with|under) the raw lens"),
+        r"|milestones?\b[^.;]{0,30}\b(?:read|taken|computed|derived|based|come|comes)\w* (?:off|from|with|under|on)"
+        r" the raw lens"),
     "dual_lens_metrics": (
         rf"(?:{_DUAL})[^.;]{{0,50}}\b(?:every|each|all) (?:decoded )?layers?",
         rf"(?:{_DUAL})[^.;]{{0,60}}\b(?:(?:only|just)\b[^.;]{{0,20}}\b(?:some|a few|few|a handful|handful|several"
@@ -191,11 +198,15 @@ _LAYERED = frozenset({"punctuation_anchoring", "filler_anchoring", "copy_reflex"
 def _stance(rule: str, said: str) -> bool | None:
     """True when the sentence asserts the item holds, False when it asserts it fails, None when it says nothing."""
     holds, fails = _STANCE[rule]
+    # "sharpens rather than broadening it": the alternative set aside is no stance
+    said = re.sub(r"\b(?:rather than|instead of)\b[^.;,]*", "", said)
     for rx, sign in ((holds, True), (fails, False)):
         if rx is None:
             continue
         for part in re.split(r";|,\s+(?=(?:but|while|whereas|although|though)\b)", said):
             if rx.search(part):
+                if rule in _LAYERED:  # "at only a few layers" still says the item is seen
+                    part = re.sub(r"\bonly (?:at |in |on )?(?:a |some )?(?:few|some|handful)\b", "", part)
                 negated = _POLARITY_NEG.search(part) is not None and not re.search(r"\bput down to\b", part) \
                     or re.search(r"\bcannot be put down to\b|\bnot (?:be )?put down to\b", part) is not None
                 if negated and rule in _LAYERED and _BOUNDED.search(part):

@@ -61,7 +61,7 @@ _SUPERLATIVES = (
     (r"\bmost (?:peaked|certain|confident|concentrated)\b|\bsharpest distribution\b|\blowest entropy\b"
      r"|\bminim\w+ entropy\b", "entropy", min),
     (r"\bclosest to the (?:final|output|model)|\b(?:smallest|lowest|minimum) kl\b", "kl_to_final", min),
-    (r"\bfar(?:thest|thest away) from the (?:final|output|model)|\b(?:largest|highest|maximum) kl\b",
+    (r"\bf(?:ar|ur)thest(?: away)? from the (?:final|output|model)|\b(?:largest|highest|maximum) kl\b",
      "kl_to_final", max),
     (r"\bbest rank\b|\bhighest[- ]ranked\b", "answer_rank", min),
 )

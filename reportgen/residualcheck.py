@@ -4,7 +4,8 @@ The validator's standard is that nothing unverified is published. The other chec
 read (`reportgen.comparecheck`, `reportgen.formcheck`: comparisons, trends, extremes, runs, directions, each an
 `Evaluated` with the spans of the words it read); this module looks at the words left over. Each entry of `LEXICON`
 is a class of claim-bearing words (monotonicity, stability, certainty, magnitude, generalisation, causal
-attribution, KL direction, lens agreement, comparison) with what accounts for it:
+attribution, advice, lens fidelity and calibration, KL direction, lens agreement, comparison, and the quantifier,
+relative-depth, trend-shape and sameness words `reportgen.extentcheck` evaluates) with what accounts for it:
 
 - ``evaluated``: a check read the word and evaluated it on the values (its span lies in an `Evaluated` span);
 - ``evaluated_clause``: a modifier ("sharply", "by far") of a claim that a check evaluated in the same clause;
@@ -62,6 +63,17 @@ _TREND = re.compile(r"\b(?:ris(?:e|es|ing)|rose|increas\w*|grow\w*|climb\w*|fall
                     r"|moves? (?:up|down|closer)|gets? (?:closer|better|worse|sharper|flatter))\b")
 
 
+# Quantifier, relative-depth, trend-shape and sameness words (`reportgen.extentcheck` evaluates what it reads).
+QUANTIFIER = (r"\bmost (?:of (?:the )?)?(?:\w+ )?(?:layers|rows|steps|depths?|stack|network|vocabulary)\b"
+              r"|\bmajority\b|\bminority\b|\bseveral\b|\b(?:a |only a |very )?few\b|\bhandful\b|\bnumerous\b"
+              r"|\bmany\b|\b(?:about |roughly |around )?half (?:of )?the (?:layers|stack|rows)\b")
+DEPTH = (r"\bmid-?(?:point|depth|stack|way|dle)\b|\bmidpoint\b|\bhalfway\b|\b(?:first|second|latter|former) half\b"
+         r"|\b(?:early|middle|late|first|last|final) third\b")
+SHAPE = (r"\bflat\b|\bplateau\w*|\blevel(?:s|led|ling)? off\b|\bsettl\w*|\bzig-?zag\w*|\bswings?\b|\bswung\b"
+         r"|\bback and forth\b|\bup and down\b|\b[uv][- ]shaped?\b|\bnon-?monoton\w*|\bbottoms? out\b"
+         r"|\bpeaks? (?:in|at|around) the middle\b")
+SAME = r"\b(?:is|are|was|were|stays?|remains?) (?:the same|identical|equal) (?:at|in|for|across)\b|\bidentical\b"
+
 # A limitation denies or bounds a claim; a positive hedge ("would likely hold for any model") still makes it.
 _HEDGE = re.compile(r"\b(?:cannot|can't|whether|unclear|unknown|not|no|never|little|nothing|neither|nor|without"
                     r"|beyond|(?<!-)only|limit\w*|untested|unmeasured|differ\w*|vary|varies|caution\w*)\b|n't\b")
@@ -82,7 +94,8 @@ LEXICON: tuple[ClaimWords, ...] = (
            r"|\bconfident(?:ly)?\b|\bsure\b|\bnear(?:ly)?[- ]zero\b|\b(?:nearly|almost|next to) nothing\b"
            r"|\bnegligible\b|\bvanish\w*|\boverwhelming\w*|\bdecisive\w*", "evaluated", "hedged"),
     _words("magnitude", r"\borders? of magnitude\b|\bdramatic\w*|\bmassive\w*|\bhuge\w*|\benormous\w*"
-           r"|\bdrastic\w*|\bsharply\b|\bsteep\w*|\bby far\b|\bsubstantially\b|\bmarkedly\b", "evaluated",
+           r"|\bdrastic\w*|\bsharply\b|\bsteep\w*|\bby far\b|\bsubstantially\b|\bmarkedly\b|\bmeasurabl\w*"
+           r"|\bnoticeabl\w*|\bappreciabl\w*", "evaluated",
            "evaluated_clause"),
     _words("generalisation",
            r"\b(?:larger|smaller|bigger|other|all|most|many|every|similar) (?:[\w-]+ ){0,2}?(?:models|llms|lms"
@@ -90,9 +103,25 @@ LEXICON: tuple[ClaimWords, ...] = (
            r"|\b(?:any|every) (?:[\w-]+ ){0,2}?(?:model|llm|transformer|network|architecture)\b"
            r"|\barchitectural(?:ly)?\b|\bin general\b|\bgenerali[sz]\w*|\buniversal\w*|\brobust(?:ly)? (?:to|across)\b"
            r"|\btypical(?:ly)?\b|\baverag\w* (?:over|across)\b|\bacross (?:prompts|models|phrasings?)\b"
-           r"|\bthe same family\b|\bscales?\b(?= with)", "hedged"),
+           r"|\bthe same family\b|\bscales?\b(?= with)|\bany (?:[\w-]+ ){0,2}?(?:questions?|prompts?|inputs?|facts?"
+           r"|languages?|phrasings?|query|queries)\b|\bother languages?\b|\bmultilingual\b"
+           r"|\b(?:french|japanese|german|chinese|spanish|russian|korean|italian|arabic|hindi|portuguese)\b"
+           r"|\bwould (?:\w+ )?(?:hold|apply|carry over|transfer|generali\w+|resolve|behave)\b", "hedged"),
     _words("causal", r"\bdriven by\b|\bresponsible for\b|\b(?:is|are|was|were) due to\b|\bmechanis\w*"
-           r"|\bproduced by\b|\bthe (?:model|network) (?:uses|computes|builds|stores|writes)\b", "hedged"),
+           r"|\bproduced by\b|\bthe (?:model|network) (?:uses|computes|builds|stores|writes)\b"
+           r"|\bwhat (?:\w+ )?(?:pushes|drives|causes|delays|triggers|produces|makes)\b|\bcaus(?:e|es|ed|ing)\b"
+           r"|\btriggers?\b|\bleads? to\b|\bresults? in\b|\bpush(?:es|ed)? (?:the answer|it)\b", "hedged"),
+    # advice: the run measures, it recommends nothing
+    _words("advice", r"\bshould (?:\w+ )?(?:be )?(?:fine-?tuned|trained|retrained|re-?run|used|adopted|replaced"
+           r"|deployed|switched)\b|\bfine-?tun\w*|\bretrain\w*|\brecommend\w*|\bwe (?:suggest|advise)\b"
+           r"|\bto fix\b|\bought to\b"),
+    # calibration and lens fidelity are not measured beyond the last-layer gate
+    _words("fidelity", r"\bcalibrat\w*|\bexact\b|\bperfect\w*|\bfaithful\w*|\blossless\b|\bdrift\w*", "hedged"),
+    # quantifiers, relative depth, trend shapes and sameness: `reportgen.extentcheck` evaluates the forms it reads
+    _words("quantifier", QUANTIFIER, "evaluated"),
+    _words("depth", DEPTH, "evaluated"),
+    _words("trend_shape", SHAPE, "evaluated"),
+    _words("sameness", SAME + r"|\bcorrespond\w* to\b|\bequivalent to\b|\bamounts? to\b", "evaluated"),
     _words("kl_direction", r"\bkl\s*\(\s*(?:the\s+)?(?:final|head|output|model|p_?final|target)\b"
            r"|\breverse (?:kl|divergence)\b|\b(?:final|output|head)\w*(?:'s)? (?:distribution )?diverges? from\b"
            r"|\b(?:kl|divergence)\b[^.;]{0,15}\bfrom the (?:final|output|model)\w*\b[^.;]{0,40}\bto\b",

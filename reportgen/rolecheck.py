@@ -40,6 +40,8 @@ ROLES: dict[str, tuple[str, str]] = {
     "n_layers": (r"\bmodel\b|\bstack\b|\bnetwork\b|\bdeep\b|\bdepth\b|\btransformer\b",
                  r"\bwindow\b|\bradius\b|\bside\b"),
     "confirm_window_radius": (r"\bwindow\b|\bradius\b|\bside\b", r"\bmodel has\b|\bstack of\b"),
+    "vocab_size": (r"\bvocab\w*", r"\bmask\b"),
+    "copy_mask_size": (r"\bmask\b", r"\bvocab\w*"),
 }
 _COMPILED = {name: (re.compile(own), re.compile(rival)) for name, (own, rival) in ROLES.items()}
 # counts and the noun each counts
@@ -108,9 +110,54 @@ def _signed(text: str, placed: list[Placed]) -> list[tuple[str, str]]:
     return out
 
 
+# A measured value named before a copula ("the largest KL … is {x}"): a threshold is never one.
+_MEASURED = re.compile(r"\b(?:largest|smallest|highest|lowest|maximum|minimum|max|min|peak|mean|median|average"
+                       r"|measured|actual|observed)\b")
+_COPULA = re.compile(r"\b(?:is|was|are|were|equals?|reaches|reached|comes to|amounts to)\s*$")
+_THRESHOLD_NOUN = re.compile(r"\bthreshold\b|\bcut-?off\b|\blimit\b|\bbound\b|\bcriterion\b")
+# A distance after a value ("{x} apart", "{x} of KL"): only a KL (or a KL threshold) is one.
+_DISTANCE_AFTER = re.compile(r"\s*(?:apart|away)\b|\s*(?:of|in) (?:kl|divergence|entropy)\b")
+# A layer named before a copula ("the median semantic layer is {x}"): only a layer value fits.
+_LAYER_BEFORE = re.compile(r"\b(?:layer|depth|onset|milestone)\s+(?:is|was|lies at|sits at|comes at|falls at)\s*$")
+
+
+def _kinds(text: str, placed: list[Placed]) -> list[tuple[str, str]]:
+    """A placeholder whose kind (threshold, share, count, layer) does not fit the role its phrase gives it."""
+    out = []
+    for start, end in clauses(text):
+        inside = [p for p in placed if start <= p.start < end]
+        for i, p in enumerate(inside):
+            left = text[inside[i - 1].end if i else start:p.start]
+            measure = p.slot.measure if p.slot else ""
+            if (measure == "threshold" or "threshold" in p.name) and _COPULA.search(left) and _MEASURED.search(left) \
+                    and not _THRESHOLD_NOUN.search(left):
+                out.append(("unit_mismatch", f"{{{p.name}}} is a threshold, but the phrase reads it as a measured "
+                                             "value"))
+            if measure in ("fraction", "count", "prob", "rank") and _DISTANCE_AFTER.match(text, p.end):
+                out.append(("unit_mismatch", f"{{{p.name}}} is a {measure}, but the phrase reads it as a distance"))
+            if measure in ("count", "fraction", "prob", "rank", "kl", "entropy", "threshold") \
+                    and _LAYER_BEFORE.search(left):
+                out.append(("unit_mismatch", f"{{{p.name}}} is a {measure}, but the phrase reads it as a layer"))
+    return out
+
+
+def _temperature_rows(text: str, placed: list[Placed]) -> list[tuple[str, str]]:
+    """A temperature row's value beside another row's temperature, its own temperature unnamed."""
+    named = {p.name.split("]")[0] for p in placed
+             if p.name.startswith("temperature[") and p.name.endswith(".temperature")}
+    out = []
+    for p in placed:
+        key = p.name.split("]")[0]
+        if p.name.startswith("temperature[") and not p.name.endswith(".temperature") and named and key not in named:
+            out.append(("row_mismatch", f"{{{p.name}}} belongs to {key}], but the sentence names only "
+                        f"{', '.join(sorted(k + ']' for k in named))}"))
+    return out
+
+
 def role_findings(masked: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
     """Every near-synonym, count-noun, suite-key and signed-change finding of one sentence (module docstring)."""
     del sheet  # the roles are read from words and placeholder names alone
     text = masked.lower().replace("\u2019", "'")
     known = [p for p in placed if p.slot is not None]
-    return list(dict.fromkeys(_roles(text, known) + _suite_keys(text, known) + _signed(text, known)))
+    return list(dict.fromkeys(_roles(text, known) + _suite_keys(text, known) + _signed(text, known)
+                              + _kinds(text, known) + _temperature_rows(text, known)))

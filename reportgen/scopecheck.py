@@ -38,7 +38,8 @@ _BOUNDED = re.compile(r"\b(?:yet|still|until|before|by the time|embedding layer|
                       r"|initial layers?|layers? before|up to|prior to)\b")
 _REACHING = re.compile(r"\b(?:reach\w*|enters?|entered|pass(?:es|ed)?|confirms|confirmed|crosses|crossed|becomes?"
                        r"|became|gets?|got|climbs?|climbed|tops?|wins?|won|leads?|falls? below|fell below"
-                       r"|drops? below|dropped below|makes? it|made it|occurs|occurred|sets? in)\b")
+                       r"|drops? below|dropped below|(?:drops?|dropped|falls?|fell) to|makes? it|made it|occurs"
+                       r"|occurred|sets? in)\b")
 _HEDGE = re.compile(r"\b(?:if|whether|would|could|might|may|unless|cannot|can't|should)\b")
 # milestone placeholder -> what a clause says to name it (tried in order: the first that matches decides)
 _MILESTONES = (
@@ -102,7 +103,10 @@ def _reached(name: str, sheet: Sheet) -> bool | None:
 
 
 def _milestone_claims(text: str, placed: list[Placed], sheet: Sheet) -> list[tuple[str, str]]:
-    if any(p.slot and p.slot.measure == "layer" for p in placed) or _FINAL.search(text):
+    # "KL to the final head" names the measure, not a claim about the final head
+    if any(p.slot and p.slot.measure == "layer" for p in placed) or _FINAL.search(re.sub(
+            r"\b(?:kl|divergence|distance|cosine|away|closer|close)\b[^.;]{0,12}\b(?:to|from|with) the final head\b",
+            " ", text)):
         return []  # a layer bounds the claim; the final head has its own check
     # "no later than" / "no earlier than" order two milestones (`reportgen.comparecheck`); they deny nothing.
     negated = _NEG.search(_ORDERING.sub(" ", text)) is not None

@@ -15,6 +15,10 @@ element in it is accounted for:
   (`reportgen.comparecheck`, `reportgen.formcheck`, `reportgen.wordcheck`: each an
   `reportgen.residualcheck.Evaluated`, true or false, with the spans of the words it read; a false one is a
   `comparison` or `row_claim`);
+- quantifiers ("at most layers", "only a few layers"), relative depth ("past the midpoint"), trend shapes ("flat",
+  "zigzags") and sameness ("the same at A and B"), evaluated on the rows where the clause names what they count or
+  compare (`reportgen.extentcheck`), and the kind of each placeholder in its role (a threshold is no measured value,
+  a share no distance, a row's value goes with its own temperature; `reportgen.rolecheck`);
 - milestones said to be reached or never without a placeholder, the final head, and what a lens cannot show
   (`reportgen.scopecheck`: `milestone_claim`, `overclaim`, `model_claim`);
 - what the words say on their own (`reportgen.claimcheck`: `typed_number`, `typed_token`, `raw_citation`,
@@ -22,7 +26,8 @@ element in it is accounted for:
   verdict or an n.a. item asserted as applying (`reportgen.contradictions`: the item's patterns, else the
   polarity of a sentence naming its subject);
 - the words left over (`reportgen.residualcheck`): a monotonicity, stability, certainty, magnitude,
-  generalisation, causal, KL-direction, lens-agreement or comparison word that no evaluation above consumed,
+  generalisation, causal, advice, fidelity, KL-direction, lens-agreement, comparison, quantifier, depth,
+  trend-shape or sameness word that no evaluation above consumed,
   and that is not a negated or bounded limitation, makes the sentence `unverified`;
 - `markup` (anything but prose and lists) and `empty`.
 
@@ -57,6 +62,7 @@ from reportgen.claims import Chunk, blank, inline_chunk, sentence_spans
 from reportgen.comparecheck import comparison_claims
 from reportgen.conceptcheck import concept_findings
 from reportgen.contradictions import CONTRADICTION_PATTERNS, contradictions
+from reportgen.extentcheck import extent_claims
 from reportgen.formcheck import form_claims
 from reportgen.placeholders import PLACEHOLDER, Sheet, render_placeholders
 from reportgen.residualcheck import FIX_HINT, residual_findings
@@ -276,7 +282,7 @@ def _check_sentence(section: str, piece: str, chunk: Chunk, reason: str, sheet: 
     lens_fp32 = next((c.verdict is Verdict.PASS for c in checks if c.rule.id == "fp32_unembed"
                       and c.verdict is not Verdict.NA), None)
     evaluated = (comparison_claims(prose, placed, sheet) + form_claims(prose, placed, sheet)
-                 + word_claims(prose, placed, sheet))
+                 + word_claims(prose, placed, sheet) + extent_claims(prose, placed, sheet))
     found = (_placeholder_findings(piece, plain, placed, masked, sheet)
              + placeholder_findings(prose, placed, sheet)
              + number_findings(prose) + token_findings(prose, list(chunk.code_spans), sheet.words)

@@ -49,6 +49,8 @@ SLOTS = {
     "L_semantic": ("probe.json:headline.milestones.L_semantic", "layer", "layer", "semantic"),
     "L_semantic_confirmed": ("probe.json:headline.milestones.L_semantic_confirmed", "layer", "layer", "confirmed"),
     "first_rank_le_5": ('probe.json:headline.milestones.first_rank_le["5"]', "layer", "layer", "rank5"),
+    # a threshold's kind is what the role checks read; its value here is only a stand-in
+    "kl_threshold_1": ("probe.json:headline.final.p_top1", "bits", "kl", "kl1"),
 }
 RULES = {rule.id: rule for rule in load_rules()}
 # The verdicts the finding table runs against: a ✓, a ✗ and an n.a.
@@ -183,6 +185,38 @@ FINDINGS = [
     ("The final head assigns its top token a probability of {final_p_top1}.", []),
     ("The early layers show no sign of copying the input.", ["contradiction"]),
     ("At the last layer the norm lens reproduces the model's own logits.", ["contradiction"]),
+    # issue 8, quantifiers: evaluated over the rows when the clause names what they count, else unverified
+    ("The answer is the top token at a minority of the layers.", []),
+    ("The answer is the top token at only a few layers.", ["comparison"]),  # 1 of 3 is not "a few"
+    ("The answer is the top token at most layers.", ["comparison"]),
+    ("Most layers keep the answer within the top {first_rank_le_5}.", ["wrong_milestone"]),
+    ("Several layers do most of the work.", ["unverified"]),
+    # relative depth: a milestone past / near the midpoint, a predicate up to it
+    ("The answer takes the top slot past the midpoint of the stack.", []),
+    ("The answer takes the top slot near the midpoint of the stack.", ["comparison"]),
+    ("Up to the midpoint of the stack the answer is the top token.", ["comparison"]),
+    ("Copying sets in near mid-depth.", ["unverified"]),
+    # trend shapes over a stated range, else unverified
+    ("Entropy stays flat from {layer[0].layer} to {layer[2].layer}.", ["row_claim"]),
+    ("KL to the final head zigzags between {layer[0].layer} and {layer[2].layer}.", ["row_claim"]),
+    ("Entropy levels off over the late layers.", ["unverified"]),
+    ("A U-shaped entropy profile runs through the stack.", ["unverified"]),
+    # sameness and identity
+    ("Entropy is the same at {layer[0].layer} and {layer[1].layer}.", ["row_claim"]),
+    ("The output head corresponds to {layer[1].layer}.", ["unverified"]),
+    # a placeholder's kind must fit its role: a threshold is no measurement, a share no distance, a prob no layer
+    ("The largest KL over all layers is {kl_threshold_1}.", ["unit_mismatch"]),
+    ("KL to the final head first falls to {kl_threshold_1} or below at {first_rank_le_5}.", ["wrong_milestone"]),
+    ("The lenses are never more than {final_p_top1} apart.", ["unit_mismatch"]),
+    ("The median semantic layer is {final_p_top1}.", ["unit_mismatch"]),
+    # causal, generalising, advice and calibration words are never verifiable
+    ("The copy reflex is what pushes the answer up.", ["unverified"]),
+    ("Asked in French, the model would resolve the answer at the same depth.", ["unverified"]),
+    ("The same semantic layer would hold for any factual question.", ["unverified"]),
+    ("The model should be fine-tuned on more data.", ["unverified"]),
+    ("The final probability {final_p_top1} can be read as a calibrated confidence.", ["unverified"]),
+    ("The lens is exact at every layer.", ["unverified"]),
+    ("The embedding output is not decoded.", ["row_claim"]),
 ]
 
 
@@ -228,6 +262,15 @@ CONTRADICTIONS = [
     ("filler_anchoring", Verdict.FAIL, "Grammatical fillers do not anchor the top slot in the first layers.", False),
     ("numeric_health", Verdict.PASS, "Some NaN values showed up in the residual stream.", True),
     ("dual_lens_metrics", Verdict.PASS, "Raw-vs-norm comparisons were only computed for a handful of layers.", True),
+    # issue 8: paraphrases of a ✓, and forms that only look like a denial
+    ("copy_reflex", Verdict.PASS, "None of the earliest layers echoes a token from the prompt.", True),
+    ("tied_embedding_copy", Verdict.PASS, "The embedding layer's top token has nothing to do with the prompt.", True),
+    ("rms_lens", Verdict.PASS, "The lens re-centres each residual by subtracting its mean.", True),
+    ("fp32_unembed", Verdict.PASS, "The decoding head ran at reduced precision.", True),
+    ("preferred_lens_honored", Verdict.PASS, "All milestones here are read off the raw lens.", True),
+    ("punctuation_anchoring", Verdict.PASS, "Punctuation takes the top slot at only a few layers.", False),
+    ("entropy_rise_at_unembed", Verdict.FAIL, "The final step sharpens the distribution rather than broadening it.",
+     False),
     # n.a.: the item does not apply, so asserting it holds is wrong and denying it is right
     ("softcap_applied", Verdict.NA, "The lens applies the soft-cap on the final logits.", True),
     ("softcap_applied", Verdict.NA, "This model has no final-logit soft-cap.", False),
@@ -305,6 +348,12 @@ LEXICON_EXAMPLES = {
     "kl_direction": "The reverse KL at {layer[1].layer} is {layer[1].kl_to_final}.",
     "lens_agreement": "The choice of lens hardly matters here.",
     "comparison": "The answer becomes the top token at {L_semantic}, after the copy milestone.",
+    "advice": "The model should be fine-tuned on more capital-city data.",
+    "fidelity": "The answer's probability can be read as a calibrated confidence.",
+    "quantifier": "Only a handful of layers matter.",
+    "depth": "The copy collapse happens past the midpoint of the stack.",
+    "trend_shape": "KL to the final head levels off in the upper layers.",
+    "sameness": "The output head corresponds to the last decoded row.",
 }
 
 
