@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reportgen.bound import visible
-from reportgen.plotdata import MILESTONES, RECORDS, DepthSeries, Heatmap, LensSeries, depth_series, heatmap_data, lens_series
+from reportgen.plotdata import (
+    MILESTONES,
+    RECORDS,
+    DepthSeries,
+    Heatmap,
+    LensSeries,
+    depth_series,
+    heatmap_data,
+    lens_series,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
