@@ -82,6 +82,13 @@ def clauses(masked: str) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
+def clause_placed(placed: list[Placed], start: int, end: int) -> list[Placed]:
+    """The known placeholders of the clause ``[start, end)``, their offsets relative to ``start`` (so checks can
+    read the clause on its own and `residualcheck.shifted` maps their spans back)."""
+    return [Placed(p.name, p.slot, p.start - start, p.end - start) for p in placed
+            if start <= p.start < end and p.slot is not None]
+
+
 def _families(text: str, placed: list[Placed], offset: int) -> list[tuple[int, str]]:
     """(position, family) of every milestone cue in a window starting at ``offset``, thresholds included."""
     found = [(m.start(), family) for family, rx in _CUES.items() for m in rx.finditer(text)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from reportgen.bindcheck import Placed, clauses
+from reportgen.bindcheck import Placed, clause_placed, clauses
 from reportgen.placeholders import Sheet
 from reportgen.residualcheck import Evaluated, shifted
 
@@ -306,12 +306,10 @@ def comparison_claims(masked: str, placed: list[Placed], sheet: Sheet) -> list[E
     found = _temperature(text, sheet)
     cuts = [0, *(m.end() for m in re.finditer(r";", text)), len(text)]
     for start, end in zip(cuts, cuts[1:]):  # a comparison joins two operands of one main clause, never across ";"
-        inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in placed
-                  if start <= p.start < end and p.slot is not None]
+        inside = clause_placed(placed, start, end)
         found += shifted(_order(text[start:end], inside) + _size(text[start:end], inside, sheet), start)
     for start, end in clauses(masked):
-        inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in placed
-                  if start <= p.start < end and p.slot is not None]
+        inside = clause_placed(placed, start, end)
         part = text[start:end]
         found += shifted(_trend(part, inside, sheet) + _extreme(part, inside, sheet) + _depth(part, inside, sheet)
                          + _share(part, inside), start)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 
-from reportgen.bindcheck import Placed, clauses
+from reportgen.bindcheck import Placed, clause_placed, clauses
 from reportgen.comparecheck import OPS, ORDER_CUES
 from reportgen.placeholders import Sheet
 from reportgen.residualcheck import Evaluated, shifted
@@ -376,7 +376,7 @@ def form_claims(masked: str, placed: list[Placed], sheet: Sheet) -> list[Evaluat
     found: list[Evaluated] = []
     for start, end in clauses(text):
         part = text[start:end]
-        inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in known if start <= p.start < end]
+        inside = clause_placed(known, start, end)
         found += shifted(_order(part, inside, sheet) + _comparatives(part, inside, sheet)
                          + _value_vs_row(part, inside, sheet) + _superlatives(part, inside, sheet)
                          + _universal_extreme(part, inside, sheet)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from reportgen.bindcheck import Placed, clauses
+from reportgen.bindcheck import Placed, clause_placed, clauses
 from reportgen.formcheck import NEGATED, layer_of, num, row_value
 from reportgen.placeholders import Sheet
 from reportgen.residualcheck import Evaluated, shifted
@@ -178,7 +178,7 @@ def word_claims(masked: str, placed: list[Placed], sheet: Sheet) -> list[Evaluat
     found: list[Evaluated] = []
     for start, end in clauses(text):
         part = text[start:end]
-        inside = [Placed(p.name, p.slot, p.start - start, p.end - start) for p in known if start <= p.start < end]
+        inside = clause_placed(known, start, end)
         found += shifted(_copy_stability(part, sheet) + _ablation(part, inside, sheet) + _behind(part, inside, sheet)
                          + _sign(part, inside) + _risk(part, sheet) + _certainty(part, inside, sheet)
                          + _magnitude(part, inside, sheet), start)
