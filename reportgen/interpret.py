@@ -17,13 +17,11 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Union
 
-import tomllib
-
 from reportgen.errors import ReportError
 from reportgen.facts import Fact, FactSet, FactValue
 
 # The checklist's expression language, so both rule files read the same way (a whitelisted ast evaluator).
-from reportgen.rules import _eval, _parse
+from reportgen.rules import _eval, _parse, toml_entries
 from reportgen.structure import PURE, C, J
 
 DEFAULT_FINDINGS = Path(str(files("reportgen").joinpath("interpret.toml")))
@@ -94,18 +92,8 @@ def load_findings(path: Path = DEFAULT_FINDINGS) -> list[FindingRule]:
         ReportError: Unreadable or invalid TOML, an unknown field, measure, status or format, an expression that
             does not parse, a digit typed into a sentence, or an ``item`` value without its ``items`` template.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read interpretation rules ({e.strerror})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ReportError(f"{path}: invalid TOML: {e}") from e
     rules = []
-    for i, raw in enumerate(data.get("findings", [])):
-        rid = raw.get("id", f"#{i + 1}")
-        line = next((n for n, ln in enumerate(text.splitlines(), 1) if f'"{rid}"' in ln), 0)
-        where = f"{path}:{line} finding {rid!r}"
+    for raw, where in toml_entries(path, "findings", "interpretation rules", "finding"):
         unknown = set(raw) - {"id", "title", "doc", "measure", "cases", "missing", "params", "items"}
         if unknown:
             raise ReportError(f"{where}: unknown fields {sorted(unknown)}")

@@ -112,19 +112,31 @@ def load_rules(paths: list[Path] | None = None) -> list[Rule]:
     return list(rules.values())
 
 
-def _load_file(path: Path) -> list[Rule]:
+def toml_entries(path: Path, table: str, what: str, noun: str) -> list[tuple[dict[str, Any], str]]:
+    """The entries of the array of tables ``table`` in a TOML file, each with where it is (``path:line noun 'id'``,
+    the line of its id, for error messages); ``what`` names the file in read errors.
+
+    Raises:
+        ReportError: The file cannot be read or is not valid TOML.
+    """
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text)
     except OSError as e:
-        raise ReportError(f"{path}: cannot read rules file ({e.strerror})") from e
+        raise ReportError(f"{path}: cannot read {what} ({e.strerror})") from e
     except tomllib.TOMLDecodeError as e:
         raise ReportError(f"{path}: invalid TOML: {e}") from e
-    out = []
-    for i, raw in enumerate(data.get("rules", [])):
+    lines, out = text.splitlines(), []
+    for i, raw in enumerate(data.get(table, [])):
         rid = raw.get("id", f"#{i + 1}")
-        line = next((n for n, ln in enumerate(text.splitlines(), 1) if f'"{rid}"' in ln), 0)
-        where = f"{path}:{line} rule {rid!r}"
+        line = next((n for n, ln in enumerate(lines, 1) if f'"{rid}"' in ln), 0)
+        out.append((raw, f"{path}:{line} {noun} {rid!r}"))
+    return out
+
+
+def _load_file(path: Path) -> list[Rule]:
+    out = []
+    for raw, where in toml_entries(path, "rules", "rules file", "rule"):
         unknown = set(raw) - {"id", "title", "uses", "check", "na"}
         if unknown:
             raise ReportError(f"{where}: unknown fields {sorted(unknown)}; expected id, title, uses, check, na")
